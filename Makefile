@@ -1,0 +1,48 @@
+# Every target installs what it needs first: a fresh clone needs only Python 3.11+ and make.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+COMPOSE ?= docker compose
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint format migrate worker status bench bench-quick up up-worker down restart logs clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "jobs needs Python 3.11 or newer, $(PYTHON) is " + sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[cache]' --group dev
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install jobs with its dev tools
+
+demo: install ## Run the whole flow: embedded Postgres, migrations, local SMTP sink, worker
+	$(BIN)/jobs demo
+
+test: install ## Run the test suite (real PostgreSQL, real SMTP peer, real Redis when reachable)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+migrate: install ## Bring the database to the latest schema
+	$(BIN)/jobs migrate
+
+worker: install ## Run a worker on every queue
+	$(BIN)/jobs worker
+
+status: install ## Show queues, workers, rates and the email ledger
+	$(BIN)/jobs status
+
+clean: ## Remove the virtualenv and local data (.data)
+	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,82 @@
+"""Engines and sessions; the connection URL (configured or embedded)."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from jobs.embedded import embedded_url
+from jobs.errors import DatabaseUnreachable
+from jobs.settings import Settings
+
+
+def database_url(settings: Settings) -> str:
+    """The libpq URL to use: DATABASE_URL, or the embedded server when it is unset."""
+    return settings.database_url or embedded_url(settings.JOBS_DATA_DIR / "postgres")
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://...`` -> ``postgresql+psycopg://...`` (psycopg 3 driver)."""
+    return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+
+
+def describe_server(url: str) -> str:
+    """``host:port`` (or the socket directory) of a URL, without credentials."""
+    params = conninfo_to_dict(url)
+    host = str(params.get("host") or "localhost")
+    port = str(params.get("port") or "5432")
+    return f"{host}:{port}"
+
+
+def check_connection(url: str, timeout: int = 5) -> None:
+    """Raise `DatabaseUnreachable` (naming host and port) unless ``url`` answers."""
+    try:
+        with psycopg.connect(url, connect_timeout=timeout) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnreachable(
+            f"cannot connect to PostgreSQL at {describe_server(url)}: {reason}"
+        ) from None
+
+
+_engines: dict[str, Engine] = {}
+_async_engines: dict[str, AsyncEngine] = {}
+
+
+def engine(url: str) -> Engine:
+    """The process's sync engine for ``url`` (created once)."""
+    if url not in _engines:
+        _engines[url] = create_engine(sqlalchemy_url(url), pool_pre_ping=True)
+    return _engines[url]
+
+
+def async_engine(url: str) -> AsyncEngine:
+    """The process's async engine for ``url`` (created once)."""
+    if url not in _async_engines:
+        _async_engines[url] = create_async_engine(sqlalchemy_url(url), pool_pre_ping=True)
+    return _async_engines[url]
+
+
+def session_factory(url: str) -> sessionmaker[Session]:
+    return sessionmaker(engine(url), expire_on_commit=False)
+
+
+def async_session_factory(url: str) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(async_engine(url), expire_on_commit=False)
+
+
+async def dispose_engines() -> None:
+    """Close every pooled connection (worker shutdown, tests)."""
+    while _engines:
+        _engines.popitem()[1].dispose()
+    while _async_engines:
+        await _async_engines.popitem()[1].dispose()

@@ -1,0 +1,39 @@
+"""What a user of `jobs` must fix: one small hierarchy.
+
+Transient trouble (a lost connection, an SMTP 4xx) is *not* here: it propagates
+to procrastinate's retry machinery.
+"""
+
+from __future__ import annotations
+
+
+class JobsError(Exception):
+    """Base class for errors the user must act on."""
+
+
+class ConfigError(JobsError):
+    """The settings are malformed; the message names each variable."""
+
+
+class DatabaseUnreachable(JobsError):
+    """PostgreSQL cannot be reached; the message names host and port."""
+
+
+class InvalidEmailAddress(JobsError, ValueError):
+    """An address that cannot be delivered to."""
+
+
+class UnknownTemplate(JobsError, ValueError):
+    """No such email template."""
+
+
+class TemplateError(JobsError, ValueError):
+    """A template failed to render (syntax error, missing variable)."""
+
+
+class HeaderInjection(JobsError, ValueError):
+    """A header value carries CR/LF or another control character."""
+
+
+class InvalidContext(JobsError, ValueError):
+    """A template context that cannot be stored (not JSON-serializable)."""

@@ -1,0 +1,3 @@
+"""Building messages (templates -> EmailMessage) and sending them over SMTP."""
+
+from __future__ import annotations

@@ -1,0 +1,58 @@
+"""Talking to the SMTP server (aiosmtplib): connect, send, classify failures.
+
+A refusal the server means (5xx) raises `Rejected`; everything else —
+4xx, timeouts, dropped connections — propagates as transient.
+"""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+import aiosmtplib
+
+from jobs.mail.config import SmtpConfig
+
+# What a retry may heal: SMTP 4xx, timeouts, refused or dropped connections.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    aiosmtplib.SMTPException,
+    OSError,
+    TimeoutError,
+)
+
+
+class Rejected(Exception):
+    """The server refused this message for good (5xx)."""
+
+
+def client(config: SmtpConfig) -> aiosmtplib.SMTP:
+    """An unconnected client for ``config``; TLS mode and timeouts applied."""
+    return aiosmtplib.SMTP(
+        hostname=config.host,
+        port=config.port,
+        username=config.username or None,
+        password=config.password.get_secret_value() if config.password else None,
+        use_tls=config.ssl_tls,
+        start_tls=bool(config.starttls),
+        timeout=config.timeout,
+    )
+
+
+async def send(smtp: aiosmtplib.SMTP, message: EmailMessage) -> None:
+    """Send one message on a connected client; raise `Rejected` on a 5xx."""
+    try:
+        await smtp.send_message(message)
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        codes = [r.code for r in exc.recipients]
+        if all(500 <= code < 600 for code in codes):
+            raise Rejected("; ".join(f"{r.code} {r.message}" for r in exc.recipients)) from exc
+        raise
+    except aiosmtplib.SMTPResponseException as exc:
+        if 500 <= exc.code < 600:
+            raise Rejected(f"{exc.code} {exc.message}") from exc
+        raise
+
+
+def describe(exc: BaseException) -> str:
+    """One line for the ledger's ``last_error``."""
+    text = str(exc).strip().replace("\n", " ") or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:1000]
