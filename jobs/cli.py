@@ -20,7 +20,7 @@ def _configure_logging(verbose: bool) -> None:
         stream=sys.stderr,
     )
     if not verbose:
-        for noisy in ("procrastinate", "alembic.runtime.migration", "mail.log"):
+        for noisy in ("procrastinate", "alembic", "pgserver", "mail.log"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

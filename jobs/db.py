@@ -42,7 +42,8 @@ def check_connection(url: str, timeout: int = 5) -> None:
         with psycopg.connect(url, connect_timeout=timeout) as conn:
             conn.execute("SELECT 1")
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = first_line.rpartition("failed: ")[2] or first_line
         raise DatabaseUnreachable(
             f"cannot connect to PostgreSQL at {describe_server(url)}: {reason}"
         ) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -16,11 +17,13 @@ def embedded_url(pgdata: Path) -> str:
     The server is shared by every process using the same directory and stops
     when the last of them exits (``cleanup_mode='stop'``); the data stays.
     """
-    from pgserver import get_server  # type: ignore[attr-defined]
-
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = get_server(pgdata, cleanup_mode="stop")
+    with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
+        warnings.simplefilter("ignore")
+        from pgserver import get_server  # type: ignore[attr-defined]
+
+        server = get_server(pgdata, cleanup_mode="stop")
     _servers.append(server)  # keep the handle alive for the life of the process
     logger.info("DATABASE_URL is unset: using the embedded PostgreSQL in %s", pgdata)
     return str(server.get_uri())

@@ -51,5 +51,5 @@ def migrate(url: str) -> tuple[str | None, str | None]:
     before = current_revision(url)
     command.upgrade(alembic_config(url), "head")
     after = current_revision(url)
-    logger.info("schema at revision %s (was %s)", after, before)
+    logger.debug("schema at revision %s (was %s)", after, before)
     return before, after

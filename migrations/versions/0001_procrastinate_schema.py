@@ -24,8 +24,8 @@ SCHEMA = Path(__file__).resolve().parent.parent / "sql" / "procrastinate-3.10.0-
 
 
 def upgrade() -> None:
-    # `%` is doubled: the statement goes through the driver's parameter parsing.
-    op.execute(SCHEMA.read_text(encoding="utf-8").replace("%", "%%"))
+    # op.execute() compiles the text itself, escaping `%` for the driver.
+    op.execute(SCHEMA.read_text(encoding="utf-8"))
 
 
 def downgrade() -> None:
@@ -36,7 +36,7 @@ def downgrade() -> None:
         BEGIN
             FOR r IN SELECT p.oid::regprocedure AS sig FROM pg_proc p
                      JOIN pg_namespace n ON n.oid = p.pronamespace
-                     WHERE n.nspname = current_schema() AND p.proname LIKE 'procrastinate%%'
+                     WHERE n.nspname = current_schema() AND p.proname LIKE 'procrastinate%'
             LOOP
                 EXECUTE 'DROP FUNCTION IF EXISTS ' || r.sig || ' CASCADE';
             END LOOP;
