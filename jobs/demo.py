@@ -58,14 +58,18 @@ def _register_sync(url: str) -> tuple[int, int]:
     return created, existing
 
 
-async def _register_async(url: str) -> tuple[int, int]:
+async def _register_async_and_work(url: str) -> tuple[int, int]:
+    """The async API, then a worker until every due job is done."""
     email, username = DEMO_USERS[2]
-    async with async_session_factory(url)() as session, session.begin():
-        try:
+    created = existing = 0
+    try:
+        async with async_session_factory(url)() as session, session.begin():
             await register_user_async(session, email=email, username=username)
-        except EmailTaken:
-            return 0, 1
-    return 1, 0
+            created = 1
+    except EmailTaken:
+        existing = 1
+    await run_worker(drain=True, concurrency=4)
+    return created, existing
 
 
 def _ledger(url: str) -> dict[str, int]:
@@ -89,9 +93,8 @@ def run_demo() -> int:
     with Sink(outbox=outbox) as sink:
         _point_mail_at(sink)
         created, existing = _register_sync(url)
-        a_created, a_existing = asyncio.run(_register_async(url))
+        a_created, a_existing = asyncio.run(_register_async_and_work(url))
         created, existing = created + a_created, existing + a_existing
-        asyncio.run(run_worker(drain=True, concurrency=4))
         delivered = len(sink.messages)
     ledger = _ledger(url)
     _print_summary(created, existing, delivered, ledger, outbox)

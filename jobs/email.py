@@ -44,6 +44,28 @@ def delivery_job(message_ids: list[int], *, priority: int = TRANSACTIONAL_PRIORI
     )
 
 
+def defer_delivery(
+    session: Session, message_ids: list[int], *, priority: int = TRANSACTIONAL_PRIORITY
+) -> int:
+    """Defer one delivery job for ``message_ids`` on ``session``'s connection."""
+    raw = session.connection().connection.driver_connection
+    [job] = _sync_jobs.batch_defer_jobs([delivery_job(message_ids, priority=priority)], raw)
+    assert job.id is not None
+    return job.id
+
+
+async def defer_delivery_async(
+    session: AsyncSession, message_ids: list[int], *, priority: int = TRANSACTIONAL_PRIORITY
+) -> int:
+    """`defer_delivery` for an `AsyncSession`."""
+    raw = (await (await session.connection()).get_raw_connection()).driver_connection
+    [job] = await app.job_manager.batch_defer_jobs_async(
+        [delivery_job(message_ids, priority=priority)], connection=raw
+    )
+    assert job.id is not None
+    return job.id
+
+
 def _ledger_insert(
     *,
     to: str,
@@ -114,8 +136,7 @@ def enqueue_email(
     message: EmailMessage | None = session.scalars(statement).one_or_none()
     if message is None:
         return session.scalars(_by_key(key)).one()
-    raw = session.connection().connection.driver_connection
-    _sync_jobs.batch_defer_jobs([delivery_job([message.id])], connection=raw)
+    defer_delivery(session, [message.id])
     return message
 
 
@@ -143,6 +164,5 @@ async def enqueue_email_async(
     message: EmailMessage | None = (await session.scalars(statement)).one_or_none()
     if message is None:
         return (await session.scalars(_by_key(key))).one()
-    raw = (await (await session.connection()).get_raw_connection()).driver_connection
-    await app.job_manager.batch_defer_jobs_async([delivery_job([message.id])], connection=raw)
+    await defer_delivery_async(session, [message.id])
     return message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -16,6 +17,16 @@ from jobs.db import sqlalchemy_url
 logger = logging.getLogger(__name__)
 
 _PACKAGE = Path(__file__).resolve().parent
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Autogenerate filter: procrastinate's tables and indexes are not ours."""
+    if type_ == "table" and name and name.startswith("procrastinate_"):
+        return False
+    table = getattr(obj, "table", None)
+    return not (table is not None and str(table.name).startswith("procrastinate_"))
 
 
 def migrations_dir() -> Path:

@@ -4,13 +4,13 @@ procrastinate's objects are managed by hand-written revisions only."""
 from __future__ import annotations
 
 import logging.config
-from typing import Any
 
 from alembic import context
 from sqlalchemy import Connection, engine_from_config, pool
 
 from jobs.db import database_url, sqlalchemy_url
 from jobs.models import Base
+from jobs.schema import include_object
 from jobs.settings import get_settings
 
 config = context.config
@@ -18,16 +18,6 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     logging.config.fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata
-
-
-def include_object(
-    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
-) -> bool:
-    """procrastinate's tables (and their indexes) are not ours to autogenerate."""
-    if type_ == "table" and name and name.startswith("procrastinate_"):
-        return False
-    table = getattr(obj, "table", None)
-    return not (table is not None and str(table.name).startswith("procrastinate_"))
 
 
 def _url() -> str:

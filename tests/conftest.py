@@ -1,0 +1,124 @@
+"""Real PostgreSQL (a migrated template cloned per test) and a real SMTP peer."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from jobs import db
+from jobs.app import app
+from jobs.embedded import embedded_url
+from jobs.schema import migrate
+from jobs.settings import get_settings, load_settings
+from jobs.sink import Sink
+from tests.smtp import FaultyHandler
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+
+def with_dbname(url: str, name: str) -> str:
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
+def _server_url() -> str:
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        url = load_settings(DATABASE_URL=configured).database_url
+        assert url is not None
+        return url
+    return embedded_url(ROOT / ".data" / "test-postgres")
+
+
+def _admin(url: str, statement: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """A database on the test server (DATABASE_URL, else the embedded one)."""
+    url = _server_url()
+    db.check_connection(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def template_url(server_url: str) -> Iterator[str]:
+    """A database migrated to head once per run; tests get clones of it."""
+    name = f"jobs_tpl_{RUN_ID}"
+    _admin(server_url, f'DROP DATABASE IF EXISTS "{name}"')
+    _admin(server_url, f'CREATE DATABASE "{name}"')
+    url = with_dbname(server_url, name)
+    migrate(url)
+    yield url
+    _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def database_url(
+    server_url: str, template_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[str]:
+    """A fresh clone of the migrated template; DATABASE_URL points at it."""
+    name = f"jobs_test_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+    template = urlsplit(template_url).path.lstrip("/")
+    _admin(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    url = with_dbname(server_url, name)
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        yield url
+    finally:
+        await db.dispose_engines()
+        get_settings.cache_clear()
+        _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sink]:
+    """A real SMTP server on loopback; MAIL_SERVER/MAIL_PORT point at it."""
+    with Sink(FaultyHandler()) as sink:
+        monkeypatch.setenv("MAIL_SERVER", sink.host)
+        monkeypatch.setenv("MAIL_PORT", str(sink.port))
+        get_settings.cache_clear()
+        yield sink
+    get_settings.cache_clear()
+
+
+def faults(sink: Sink) -> FaultyHandler:
+    assert isinstance(sink.handler, FaultyHandler)
+    return sink.handler
+
+
+async def drain(*, fast_forward: int = 10, concurrency: int = 4) -> None:
+    """Run a real worker until no job is due; then make jobs waiting for a
+    retry due now (time travel) and go again, at most ``fast_forward`` times."""
+    url = db.database_url(get_settings())
+    for _ in range(fast_forward + 1):
+        async with app.open_async():
+            await app.run_worker_async(
+                wait=False,
+                concurrency=concurrency,
+                install_signal_handlers=False,
+                listen_notify=False,
+            )
+        with psycopg.connect(url, autocommit=True) as conn:
+            moved = conn.execute(
+                "UPDATE procrastinate_jobs SET scheduled_at = now() "
+                "WHERE status = 'todo' AND scheduled_at > now()"
+            ).rowcount
+        if not moved:
+            return
+
+
+def count(url: str, query: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(query).fetchone()  # type: ignore[arg-type]
+    assert row is not None
+    return int(row[0])

@@ -1,0 +1,97 @@
+"""Settings: names from the original design, one clear line per bad value, no secret echoed."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs import cli
+from jobs.errors import ConfigError
+from jobs.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory) -> None:
+    """No .env and no inherited variables: each test sets what it checks."""
+    monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
+    for name in ("DATABASE_URL", "MAIL_PORT", "MAIL_SERVER", "SECRET_KEY", "MAIL_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:p@db:5432/app",
+        "postgres://u:p@db:5432/app",
+        "postgresql+psycopg://u:p@db:5432/app",
+    ],
+)
+def test_database_url_schemes_are_normalized(url: str) -> None:
+    assert load_settings(DATABASE_URL=url).database_url == "postgresql://u:p@db:5432/app"
+
+
+def test_unset_database_url_means_embedded() -> None:
+    assert load_settings().database_url is None
+
+
+def test_reads_dot_env_with_the_original_variable_names(tmp_path: object) -> None:
+    with open(".env", "w") as env:
+        env.write(
+            "MAIL_SERVER=smtp.gmail.com\nMAIL_PORT=587\nMAIL_USERNAME=me@gmail.com\n"
+            "MAIL_PASSWORD=app-password\nMAIL_FROM=me@gmail.com\nMAIL_FROM_NAME=Me\n"
+            "CELERY_BROKER_URL=redis://redis:6379/0\n"  # left over from Celery: ignored
+        )
+    settings = load_settings()
+    assert (settings.MAIL_SERVER, settings.MAIL_PORT, settings.MAIL_FROM_NAME) == (
+        "smtp.gmail.com",
+        587,
+        "Me",
+    )
+    assert settings.MAIL_PASSWORD is not None
+    assert settings.MAIL_PASSWORD.get_secret_value() == "app-password"
+    assert "app-password" not in repr(settings)
+
+
+def test_every_bad_value_gets_one_line_naming_the_variable() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(
+            DATABASE_URL="mysql://root:hunter2@db/app",
+            MAIL_PORT="abc",
+            SECRET_KEY="short-secret",
+            MAIL_FROM="not an address",
+            WORKER_CONCURRENCY="0",
+        )
+    lines = str(raised.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "DATABASE_URL",
+        "MAIL_PORT",
+        "MAIL_FROM",
+        "SECRET_KEY",
+        "WORKER_CONCURRENCY",
+    ]
+    assert "hunter2" not in str(raised.value)
+    assert "short-secret" not in str(raised.value)
+    assert "'abc'" in str(raised.value)  # non-secret values are shown
+
+
+def test_both_tls_modes_is_refused() -> None:
+    with pytest.raises(ConfigError, match="MAIL_STARTTLS and MAIL_SSL_TLS"):
+        load_settings(MAIL_STARTTLS="true", MAIL_SSL_TLS="true")
+
+
+def test_cli_prints_the_problem_without_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobs.settings import get_settings
+
+    monkeypatch.setenv("MAIL_PORT", "99999")
+    monkeypatch.setenv("MAIL_PASSWORD", "do-not-print-me")
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["migrate"]) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert "MAIL_PORT" in err
+    assert "less than or equal to 65535" in err
+    assert "Traceback" not in err
+    assert "do-not-print-me" not in err
