@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Insert
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -23,19 +22,16 @@ class EmailTaken(JobsError, ValueError):
     """A user with this address (case-insensitively) exists already."""
 
 
-def _user_insert(email: str, username: str) -> tuple[Insert, str]:
-    """Validate, then build the INSERT. A taken address inserts nothing and
-    leaves the caller's transaction usable (no unique-violation abort)."""
+# A taken address inserts nothing and leaves the caller's transaction usable
+# (no unique-violation abort). Built once: statement construction is not free.
+_INSERT_USER = insert(User).on_conflict_do_nothing().returning(User)
+
+
+def _user_params(email: str, username: str) -> dict[str, str]:
+    """Validate before the database is touched; the INSERT's parameters."""
     if not isinstance(username, str) or not username.strip():
         raise InvalidUsername("username is empty")
-    address = normalize_address(email)
-    statement = (
-        insert(User)
-        .values(email=address, username=username.strip())
-        .on_conflict_do_nothing()
-        .returning(User)
-    )
-    return statement, address
+    return {"email": normalize_address(email), "username": username.strip()}
 
 
 def _welcome(user: User | None, address: str) -> User:
@@ -46,8 +42,8 @@ def _welcome(user: User | None, address: str) -> User:
 
 def register_user(session: Session, *, email: str, username: str) -> User:
     """Insert the user and enqueue the welcome email; the caller commits."""
-    statement, address = _user_insert(email, username)
-    user = _welcome(session.scalars(statement).one_or_none(), address)
+    params = _user_params(email, username)
+    user = _welcome(session.scalars(_INSERT_USER, [params]).one_or_none(), params["email"])
     enqueue_email(
         session,
         to=user.email,
@@ -62,8 +58,9 @@ def register_user(session: Session, *, email: str, username: str) -> User:
 
 async def register_user_async(session: AsyncSession, *, email: str, username: str) -> User:
     """`register_user` for an `AsyncSession`."""
-    statement, address = _user_insert(email, username)
-    user = _welcome((await session.scalars(statement)).one_or_none(), address)
+    params = _user_params(email, username)
+    inserted = await session.scalars(_INSERT_USER, [params])
+    user = _welcome(inserted.one_or_none(), params["email"])
     await enqueue_email_async(
         session,
         to=user.email,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import email_validator
 
 from jobs.errors import InvalidEmailAddress
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_address(address: str) -> str:
     """Return the normalized form of ``address`` or raise `InvalidEmailAddress`.
 

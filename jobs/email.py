@@ -14,8 +14,7 @@ from typing import Any
 from procrastinate import SyncPsycopgConnector
 from procrastinate.jobs import Job
 from procrastinate.manager import JobManager
-from sqlalchemy import Insert, Select, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Select, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -66,7 +65,35 @@ async def defer_delivery_async(
     return job.id
 
 
-def _ledger_insert(
+_COLUMNS = ", ".join(column.name for column in EmailMessage.__table__.columns)
+
+# One round trip: the ledger row and, only when it is new, its delivery job,
+# deferred through procrastinate's own SQL function (what `defer()` calls).
+# Explicit columns let SQLAlchemy map (and cache) the result by position.
+_ENQUEUE = select(EmailMessage).from_statement(
+    text(
+        f"""
+        WITH message AS (
+            INSERT INTO email_messages
+                (idempotency_key, kind, user_id, to_address, template, context, subject)
+            VALUES (:key, :kind, :user_id, :to_address, :template, CAST(:context AS jsonb),
+                    :subject)
+            ON CONFLICT (idempotency_key) DO NOTHING
+            RETURNING {_COLUMNS}
+        ), job AS (
+            SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(
+                :queue, :task, :priority, NULL, NULL,
+                jsonb_build_object('message_ids', jsonb_build_array(message.id)), NULL
+            )::procrastinate_job_to_defer_v1]) AS ids
+            FROM message
+        )
+        SELECT {_COLUMNS} FROM message CROSS JOIN job
+        """
+    ).columns(*EmailMessage.__table__.columns)
+)
+
+
+def _enqueue_params(
     *,
     to: str,
     template: str,
@@ -75,32 +102,28 @@ def _ledger_insert(
     idempotency_key: str | None,
     kind: str | None,
     user_id: int | None,
-) -> tuple[Insert, str]:
-    """Validate everything, then build the INSERT; nothing touches the database."""
+) -> dict[str, Any]:
+    """Validate everything before the database is touched; the statement's parameters."""
     address = normalize_address(to)
     ensure_template(template, search_path(get_settings().MAIL_TEMPLATE_DIR))
     if subject is not None:
         check_header("Subject", subject)
     try:
-        context = json.loads(json.dumps(dict(context)))
+        context_json = json.dumps(dict(context))
     except (TypeError, ValueError) as exc:
         raise InvalidContext(f"email context must be JSON-serializable: {exc}") from None
-    key = idempotency_key or f"email:{uuid.uuid4()}"
-    statement = (
-        insert(EmailMessage)
-        .values(
-            idempotency_key=key,
-            kind=kind or template,
-            user_id=user_id,
-            to_address=address,
-            template=template,
-            context=context,
-            subject=subject,
-        )
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(EmailMessage)
-    )
-    return statement, key
+    return {
+        "key": idempotency_key or f"email:{uuid.uuid4()}",
+        "kind": kind or template,
+        "user_id": user_id,
+        "to_address": address,
+        "template": template,
+        "context": context_json,
+        "subject": subject,
+        "queue": deliver.queue,
+        "task": deliver.name,
+        "priority": TRANSACTIONAL_PRIORITY,
+    }
 
 
 def _by_key(key: str) -> Select[EmailMessage]:
@@ -124,7 +147,7 @@ def enqueue_email(
     Raises a `ValueError` subclass for a bad address, template or context,
     before anything is written.
     """
-    statement, key = _ledger_insert(
+    params = _enqueue_params(
         to=to,
         template=template,
         context=context,
@@ -133,11 +156,8 @@ def enqueue_email(
         kind=kind,
         user_id=user_id,
     )
-    message: EmailMessage | None = session.scalars(statement).one_or_none()
-    if message is None:
-        return session.scalars(_by_key(key)).one()
-    defer_delivery(session, [message.id])
-    return message
+    message: EmailMessage | None = session.scalars(_ENQUEUE, params).one_or_none()
+    return message or session.scalars(_by_key(params["key"])).one()
 
 
 async def enqueue_email_async(
@@ -152,7 +172,7 @@ async def enqueue_email_async(
     user_id: int | None = None,
 ) -> EmailMessage:
     """`enqueue_email` for an `AsyncSession`."""
-    statement, key = _ledger_insert(
+    params = _enqueue_params(
         to=to,
         template=template,
         context=context,
@@ -161,8 +181,5 @@ async def enqueue_email_async(
         kind=kind,
         user_id=user_id,
     )
-    message: EmailMessage | None = (await session.scalars(statement)).one_or_none()
-    if message is None:
-        return (await session.scalars(_by_key(key))).one()
-    await defer_delivery_async(session, [message.id])
-    return message
+    message: EmailMessage | None = (await session.scalars(_ENQUEUE, params)).one_or_none()
+    return message or (await session.scalars(_by_key(params["key"]))).one()

@@ -48,10 +48,17 @@ def ensure_template(name: str, directories: Sequence[Path]) -> None:
         raise UnknownTemplate(
             f"invalid template name {name!r}: use lowercase letters, digits, '-' and '_'"
         )
+    if (name, *directories) in _found:
+        return
     for suffix in ("html", "txt"):
         if not any((d / f"{name}.{suffix}").is_file() for d in directories):
             where = ", ".join(str(d) for d in directories)
             raise UnknownTemplate(f"unknown email template {name!r}: no {name}.{suffix} in {where}")
+    _found.add((name, *directories))
+
+
+# Templates seen to exist (enqueueing is hot; a template removed later fails at send).
+_found: set[tuple[str | Path, ...]] = set()
 
 
 def render(name: str, context: Mapping[str, Any], directories: Sequence[Path]) -> Rendered:
