@@ -40,6 +40,8 @@ class FanOutProgress:
                 f"\r{chunk.campaign} [{bar}] {done:,}/{total:,} users  {rate:,.0f}/s "
             )
             self.stream.flush()
+            if done >= total:
+                self.finish()
         elif time.monotonic() - self.last_log >= LOG_EVERY:
             self.last_log = time.monotonic()
             logger.info(
