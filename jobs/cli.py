@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from jobs.errors import JobsError
 
@@ -90,8 +90,6 @@ def cmd_campaigns(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
     from jobs.schedule import latest_tick
     from jobs.settings import get_settings
 

@@ -8,6 +8,7 @@ chunk (``ON CONFLICT DO NOTHING RETURNING id``), one defer. No ORM object per us
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -61,15 +62,20 @@ def _ledger_rows(
     run: PromotionRun,
     campaign: Campaign,
     config: PromotionConfig,
-    ids: list[int],
-    tokens: list[str],
+    users: Sequence[tuple[int, str]],
 ) -> Insert:
+    """The chunk's ledger rows; each goes to the address its token was signed for."""
     pairs = (
         func.unnest(
-            bindparam("ids", ids, type_=ARRAY(BigInteger)),
-            bindparam("tokens", tokens, type_=ARRAY(Text)),
+            bindparam("ids", [user_id for user_id, _ in users], type_=ARRAY(BigInteger)),
+            bindparam("emails", [email for _, email in users], type_=ARRAY(Text)),
+            bindparam(
+                "tokens",
+                [make_token(config.key, user_id, email) for user_id, email in users],
+                type_=ARRAY(Text),
+            ),
         )
-        .table_valued("user_id", "token")
+        .table_valued("user_id", "email", "token")
         .render_derived(name="chunk")
     )
     link = _text(config.token_prefix) + pairs.c.token
@@ -103,7 +109,7 @@ def _ledger_rows(
             _text(f"promotion:{run.id}:") + cast(User.id, Text),
             _text(PROMOTION_KIND),
             User.id,
-            User.email,
+            pairs.c.email,
             _text(PROMOTION_TEMPLATE),
             context,
             _text(campaign.subject),
@@ -155,14 +161,13 @@ async def next_chunk(
     if not users:
         run.finished_at = datetime.now(UTC)
         return None
-    ids = [user_id for user_id, _ in users]
-    tokens = [make_token(config.key, user_id, email) for user_id, email in users]
-    new_ids = list((await session.scalars(_ledger_rows(run, campaign, config, ids, tokens))).all())
+    rows = [(user_id, email) for user_id, email in users]
+    new_ids = list((await session.scalars(_ledger_rows(run, campaign, config, rows))).all())
     if new_ids:
         await defer_delivery_async(session, new_ids, priority=BULK_PRIORITY)
-    run.last_user_id = ids[-1]
-    run.total_users += len(ids)
+    run.last_user_id = rows[-1][0]
+    run.total_users += len(rows)
     run.queued += len(new_ids)
-    if len(ids) < config.chunk_size:
+    if len(rows) < config.chunk_size:
         run.finished_at = datetime.now(UTC)  # a short read: nobody is left after the cursor
-    return Chunk(run_id=run.id, campaign=campaign.name, users=len(ids), queued=len(new_ids))
+    return Chunk(run_id=run.id, campaign=campaign.name, users=len(rows), queued=len(new_ids))

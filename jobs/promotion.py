@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.errors import UnknownCampaign
-from jobs.fanout import ELIGIBLE, Chunk, PromotionConfig, next_chunk
-from jobs.models import Campaign, EmailMessage, EmailStatus, PromotionRun, User
+from jobs.fanout import Chunk, PromotionConfig, next_chunk
+from jobs.models import Campaign
+from jobs.runs import Summary, open_run, remaining_recipients, summarize
 from jobs.settings import Settings
 from jobs.unsubscribe import signing_key
 
@@ -43,57 +41,6 @@ def promotion_config(settings: Settings) -> PromotionConfig:
     )
 
 
-@dataclass(frozen=True)
-class Summary:
-    """A run's counts; ``sent``/``failed`` are read from the ledger, so they grow
-    as deliveries finish."""
-
-    run_id: int
-    campaign: str
-    period: datetime
-    total_users: int
-    queued: int
-    sent: int
-    failed: int
-    finished: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        """The Celery design's summary shape, plus the run id and the delivery counts."""
-        return {
-            "success_count": self.queued,
-            "error_count": self.total_users - self.queued,
-            "total_users": self.total_users,
-            "run_id": self.run_id,
-            "campaign": self.campaign,
-            "period": self.period.isoformat(),
-            "sent": self.sent,
-            "failed": self.failed,
-            "finished": self.finished,
-        }
-
-
-async def summarize(session: AsyncSession, run_id: int) -> Summary:
-    run = await session.get(PromotionRun, run_id, populate_existing=True)
-    assert run is not None
-    name = await session.scalar(select(Campaign.name).where(Campaign.id == run.campaign_id))
-    statuses = await session.execute(
-        select(EmailMessage.status, func.count())
-        .where(EmailMessage.promotion_run_id == run_id)
-        .group_by(EmailMessage.status)
-    )
-    counts: dict[EmailStatus, int] = {status: n for status, n in statuses.all()}
-    return Summary(
-        run_id=run.id,
-        campaign=str(name),
-        period=run.period,
-        total_users=run.total_users,
-        queued=run.queued,
-        sent=counts.get(EmailStatus.SENT, 0),
-        failed=counts.get(EmailStatus.FAILED, 0),
-        finished=run.finished_at is not None,
-    )
-
-
 async def campaigns_to_run(session: AsyncSession, name: str | None) -> Sequence[Campaign]:
     """Every active campaign, or just ``name`` (which must exist and be active)."""
     if name is None:
@@ -105,25 +52,6 @@ async def campaigns_to_run(session: AsyncSession, name: str | None) -> Sequence[
     if not campaign.active:
         raise UnknownCampaign(f"campaign {name!r} is disabled: `jobs campaigns enable {name}`")
     return [campaign]
-
-
-async def open_run(session: AsyncSession, campaign_id: int, period: datetime) -> int:
-    """The run of ``campaign_id`` for ``period``, created if it does not exist yet."""
-    created = await session.scalar(
-        insert(PromotionRun)
-        .values(campaign_id=campaign_id, period=period)
-        .on_conflict_do_nothing(index_elements=["campaign_id", "period"])
-        .returning(PromotionRun.id)
-    )
-    if created is not None:
-        return int(created)
-    existing = await session.scalar(
-        select(PromotionRun.id).where(
-            PromotionRun.campaign_id == campaign_id, PromotionRun.period == period
-        )
-    )
-    assert existing is not None
-    return int(existing)
 
 
 async def run_campaign(
@@ -176,18 +104,8 @@ async def count_recipients(
     sessions: Sessions, *, period: datetime, campaign: str | None = None
 ) -> dict[str, int]:
     """Per campaign, how many users a run for ``period`` would still queue. Writes nothing."""
-    result: dict[str, int] = {}
     async with sessions() as session:
-        for item in await campaigns_to_run(session, campaign):
-            run = await session.scalar(
-                select(PromotionRun).where(
-                    PromotionRun.campaign_id == item.id, PromotionRun.period == period
-                )
-            )
-            if run is not None and run.finished_at is not None:
-                result[item.name] = 0
-                continue
-            after = run.last_user_id if run is not None else 0
-            query = select(func.count()).select_from(User).where(User.id > after, *ELIGIBLE)
-            result[item.name] = int(await session.scalar(query) or 0)
-    return result
+        return {
+            item.name: await remaining_recipients(session, item.id, period)
+            for item in await campaigns_to_run(session, campaign)
+        }

@@ -19,7 +19,7 @@ import pytest
 from jobs import cli
 from jobs.app import app
 from jobs.db import async_session_factory, dispose_engines
-from jobs.promotion import Summary, open_run, summarize
+from jobs.runs import Summary, open_run, summarize
 from jobs.schedule import latest_tick
 from jobs.sink import Sink
 from jobs.tasks.promotion_tasks import PROMOTION_TASK
