@@ -14,7 +14,7 @@ from jobs.settings import get_settings
 
 QUEUES = ("default", "email")
 
-TASK_MODULES = ("jobs.tasks.email_tasks",)
+TASK_MODULES = ("jobs.tasks.email_tasks", "jobs.tasks.promotion_tasks")
 
 
 def _conninfo() -> str:

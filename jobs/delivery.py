@@ -53,6 +53,7 @@ def compose(row: EmailMessage, mail: MailConfig) -> MimeMessage:
         text=rendered.text,
         html=rendered.html,
         message_id=message_id_for(row.idempotency_key, mail.sender),
+        headers=row.headers,
     )
 
 

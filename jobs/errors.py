@@ -37,3 +37,18 @@ class HeaderInjection(JobsError, ValueError):
 
 class InvalidContext(JobsError, ValueError):
     """A template context that cannot be stored (not JSON-serializable)."""
+
+
+# --- Promotions (issue 4) ---------------------------------------------------
+
+
+class InvalidUnsubscribeToken(JobsError, ValueError):
+    """An unsubscribe token that is malformed, altered, forged or no longer matches."""
+
+
+class UnknownCampaign(JobsError, ValueError):
+    """No campaign has that name."""
+
+
+class InvalidCampaign(JobsError, ValueError):
+    """A campaign that cannot be stored (duplicate name, bad subject or link)."""

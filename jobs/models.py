@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     MetaData,
     Text,
+    UniqueConstraint,
     func,
     text,
     true,
@@ -50,6 +51,7 @@ class User(Base):
     username: Mapped[str] = mapped_column(Text)
     is_active: Mapped[bool] = mapped_column(server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # promotions
 
     __table_args__ = (Index("uq_users_email_lower", text("lower(email)"), unique=True),)
 
@@ -88,6 +90,11 @@ class EmailMessage(Base):
     message_id: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Promotions: extra MIME headers (List-Unsubscribe) and the run that queued the row.
+    headers: Mapped[dict[str, str] | None] = mapped_column(JSONB)
+    promotion_run_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("promotion_runs.id", ondelete="SET NULL"), index=True
+    )
 
     __table_args__ = (
         Index(
@@ -99,3 +106,44 @@ class EmailMessage(Base):
 
     def __repr__(self) -> str:
         return f"EmailMessage(id={self.id!r}, key={self.idempotency_key!r}, status={self.status!r})"
+
+
+# --- Promotions (issue 4) ---------------------------------------------------
+
+
+class Campaign(Base):
+    """A promotion sent on every PROMOTION_CRON tick while ``active``."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    subject: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text)
+    content: Mapped[str] = mapped_column(Text)
+    link_path: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(server_default=true())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    def __repr__(self) -> str:
+        return f"Campaign(id={self.id!r}, name={self.name!r}, active={self.active!r})"
+
+
+class PromotionRun(Base):
+    """One fan-out of one campaign for one period; ``last_user_id`` is its keyset cursor."""
+
+    __tablename__ = "promotion_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("campaigns.id"))
+    period: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_user_id: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    total_users: Mapped[int] = mapped_column(server_default=text("0"))
+    queued: Mapped[int] = mapped_column(server_default=text("0"))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("campaign_id", "period"),)
+
+    def __repr__(self) -> str:
+        return f"PromotionRun(id={self.id!r}, period={self.period!r})"

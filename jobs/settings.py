@@ -59,6 +59,40 @@ class Settings(BaseSettings):
     # Worker
     WORKER_CONCURRENCY: Annotated[int, Field(ge=1, le=1000)] = 10
 
+    # --- Promotions (issue 4) ---------------------------------------------
+    PROMOTION_CRON: str = "0 9 * * *"  # UTC; 6 fields = seconds last
+    PROMOTION_SCHEDULE_ENABLED: bool = True  # false: only `jobs promote` runs them
+    PROMOTION_CHUNK_SIZE: Annotated[int, Field(ge=1, le=10_000)] = 500
+    UNSUBSCRIBE_URL: AnyHttpUrl | None = None  # default FRONTEND_URL/unsubscribe
+    UNSUBSCRIBE_MAILTO: str | None = None
+
+    @field_validator("PROMOTION_CRON")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        value = " ".join(value.split())
+        if not croniter.is_valid(value):
+            raise ValueError(
+                "is not a cron expression: 5 fields (minute hour day month weekday) "
+                "or 6 with seconds last, e.g. '0 9 * * *'"
+            )
+        return value
+
+    @field_validator("UNSUBSCRIBE_URL", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("UNSUBSCRIBE_MAILTO")
+    @classmethod
+    def _valid_mailto(cls, value: str | None) -> str | None:
+        from jobs.address import normalize_address
+
+        return normalize_address(value) if value and value.strip() else None
+
+    # --- end Promotions -----------------------------------------------------
+
     @field_validator("DATABASE_URL")
     @classmethod
     def _database_url_scheme(cls, value: SecretStr | None) -> SecretStr | None:

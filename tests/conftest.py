@@ -20,6 +20,11 @@ from jobs.sink import Sink
 from tests.smtp import FaultyHandler
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Promotions (issue 4): no worker in the test process defers the daily promotion
+# (a run between 09:00 and 09:10 UTC would otherwise mail every test's users);
+# the tests that want the schedule pass it to their worker subprocesses.
+os.environ["PROMOTION_SCHEDULE_ENABLED"] = "false"
 RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
 

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Mapping
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, Policy
 from email.utils import formatdate
 
 from jobs.errors import HeaderInjection
@@ -17,6 +17,26 @@ def check_header(name: str, value: str) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise HeaderInjection(f"header {name} contains a control character (CR/LF?)")
     return value
+
+
+class _Verbatim(str):
+    """An ASCII header value emitted exactly as given.
+
+    The default policy would fold a long URI (``List-Unsubscribe: <https://...>``)
+    into RFC 2047 encoded-words, which mail clients do not decode in URIs. An
+    object with ``name`` and ``fold()`` is a header object to `email.policy`, so
+    it is written as is (control characters were rejected by `check_header`).
+    """
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> _Verbatim:
+        header = super().__new__(cls, value)
+        header.name = name
+        return header
+
+    def fold(self, *, policy: Policy) -> str:
+        return f"{self.name}: {self}{policy.linesep}"
 
 
 def message_id_for(idempotency_key: str, sender: str) -> str:
@@ -56,7 +76,10 @@ def build_message(
     msg["Date"] = formatdate(usegmt=True)
     msg["Message-ID"] = message_id
     for name, value in (headers or {}).items():
-        msg[name] = value
+        if value.isascii() and len(name) + len(value) < 990:
+            msg.set_raw(name, _Verbatim(name, value))
+        else:
+            msg[name] = value
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
     return msg

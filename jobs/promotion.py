@@ -1,0 +1,111 @@
+"""The daily promotion: one run per (campaign, period), fanned out chunk by chunk.
+
+Each chunk is its own transaction (`jobs.fanout.next_chunk`). A run that died
+halfway resumes from its cursor when triggered again for the same period; a run
+that finished returns its summary and queues nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from jobs.errors import UnknownCampaign
+from jobs.fanout import Chunk, PromotionConfig, next_chunk
+from jobs.models import Campaign
+from jobs.runs import Summary, open_run, remaining_recipients, summarize
+from jobs.settings import Settings
+from jobs.unsubscribe import signing_key
+
+logger = logging.getLogger(__name__)
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+def promotion_config(settings: Settings) -> PromotionConfig:
+    """`PromotionConfig` from the settings; `ConfigError` if no signing key is available."""
+    frontend = str(settings.FRONTEND_URL).rstrip("/")
+    link = str(settings.UNSUBSCRIBE_URL) if settings.UNSUBSCRIBE_URL else frontend + "/unsubscribe"
+    if not link.startswith("https://"):
+        logger.warning("unsubscribe link %s is not https: one-click unsubscribe needs https", link)
+    return PromotionConfig(
+        chunk_size=settings.PROMOTION_CHUNK_SIZE,
+        frontend_url=frontend,
+        unsubscribe_url=link,
+        unsubscribe_mailto=settings.UNSUBSCRIBE_MAILTO,
+        key=signing_key(settings),
+    )
+
+
+async def campaigns_to_run(session: AsyncSession, name: str | None) -> Sequence[Campaign]:
+    """Every active campaign, or just ``name`` (which must exist and be active)."""
+    if name is None:
+        query = select(Campaign).where(Campaign.active).order_by(Campaign.id)
+        return (await session.scalars(query)).all()
+    campaign = await session.scalar(select(Campaign).where(Campaign.name == name))
+    if campaign is None:
+        raise UnknownCampaign(f"no campaign named {name!r}")
+    if not campaign.active:
+        raise UnknownCampaign(f"campaign {name!r} is disabled: `jobs campaigns enable {name}`")
+    return [campaign]
+
+
+async def run_campaign(
+    sessions: Sessions,
+    campaign: Campaign,
+    period: datetime,
+    config: PromotionConfig,
+    on_chunk: Callable[[Chunk], None] | None = None,
+) -> Summary:
+    """Fan ``campaign`` out for ``period`` (create, resume, or find finished)."""
+    async with sessions() as session, session.begin():
+        run_id = await open_run(session, campaign.id, period)
+    chunks = 0
+    while True:
+        async with sessions() as session, session.begin():
+            chunk = await next_chunk(session, run_id, campaign, config)
+        if chunk is None:
+            break
+        chunks += 1
+        if on_chunk is not None:
+            on_chunk(chunk)
+    async with sessions() as session:
+        summary = await summarize(session, run_id)
+    logger.info(
+        "promotion %r for %s: run %s, %d chunk(s) this time, %s",
+        campaign.name,
+        period.isoformat(),
+        run_id,
+        chunks,
+        summary.as_dict(),
+    )
+    return summary
+
+
+async def send_promotions(
+    sessions: Sessions,
+    *,
+    period: datetime,
+    config: PromotionConfig,
+    campaign: str | None = None,
+    on_chunk: Callable[[Chunk], None] | None = None,
+) -> list[Summary]:
+    """Run every active campaign (or one) for ``period``; exactly once per period."""
+    async with sessions() as session:
+        campaigns = await campaigns_to_run(session, campaign)
+    return [await run_campaign(sessions, c, period, config, on_chunk) for c in campaigns]
+
+
+async def count_recipients(
+    sessions: Sessions, *, period: datetime, campaign: str | None = None
+) -> dict[str, int]:
+    """Per campaign, how many users a run for ``period`` would still queue. Writes nothing."""
+    async with sessions() as session:
+        return {
+            item.name: await remaining_recipients(session, item.id, period)
+            for item in await campaigns_to_run(session, campaign)
+        }

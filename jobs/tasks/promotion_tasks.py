@@ -1,0 +1,54 @@
+"""The promotion task, triggered by PROMOTION_CRON from inside the workers.
+
+procrastinate's periodic deferrer (in every worker) defers one job per tick,
+deduplicated in the database, so the promotion runs once per period however
+many workers run. The cron is read here at import, from the environment and
+``.env`` only: `get_settings()` never starts a database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import sqlalchemy.exc
+from procrastinate import RetryStrategy
+from procrastinate.exceptions import ConnectorException
+
+from jobs.app import app
+from jobs.db import async_session_factory, database_url
+from jobs.promotion import promotion_config, send_promotions
+from jobs.schedule import period_of
+from jobs.settings import get_settings
+
+PROMOTION_TASK = "promotion.send_promotion_emails"
+PROMOTION_QUEUE = "default"
+PERIODIC_ID = "promotion"
+
+# A retry resumes the run from its cursor; configuration errors are not retried.
+retry = RetryStrategy(
+    max_attempts=5,
+    exponential_wait=5,
+    retry_exceptions={
+        sqlalchemy.exc.OperationalError,
+        psycopg.OperationalError,
+        ConnectorException,
+    },
+)
+
+
+@app.task(name=PROMOTION_TASK, queue=PROMOTION_QUEUE, retry=retry)
+async def send_promotion_emails(timestamp: int) -> list[dict[str, Any]]:
+    """Fan every active campaign out for the period ``timestamp`` names; one summary each."""
+    settings = get_settings()
+    summaries = await send_promotions(
+        async_session_factory(database_url(settings)),
+        period=period_of(timestamp),
+        config=promotion_config(settings),
+    )
+    return [summary.as_dict() for summary in summaries]
+
+
+_schedule = get_settings()
+if _schedule.PROMOTION_SCHEDULE_ENABLED:
+    app.periodic(cron=_schedule.PROMOTION_CRON, periodic_id=PERIODIC_ID)(send_promotion_emails)

@@ -1,0 +1,159 @@
+"""Unsubscribing from promotions: signed tokens (HMAC-SHA256) and applying them.
+
+A token is ``<user id>.<signature>``; the signature covers the user id *and* the
+address the email went to, so it can be neither forged nor moved to another
+account: if the account's address changes, old links stop working (they are
+rejected, never applied to someone else).
+
+The key is derived from SECRET_KEY. Without SECRET_KEY, a development setup
+(embedded PostgreSQL, DATABASE_URL unset) uses a random key generated once and
+kept in ``$JOBS_DATA_DIR/secret_key``; with a configured database it is an error,
+because every process that signs or checks links must share one key.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Update, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from jobs.errors import ConfigError, InvalidUnsubscribeToken
+from jobs.models import EmailMessage, EmailStatus, User
+from jobs.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+_PURPOSE = b"jobs.unsubscribe.v1"
+DEV_KEY_FILE = "secret_key"
+
+
+def signing_key(settings: Settings) -> bytes:
+    """The key that signs unsubscribe tokens (see the module docstring)."""
+    if settings.SECRET_KEY is not None:
+        secret = settings.SECRET_KEY.get_secret_value().encode()
+    elif settings.DATABASE_URL is None:
+        secret = _dev_secret((settings.JOBS_DATA_DIR / DEV_KEY_FILE).resolve())
+    else:
+        raise ConfigError(
+            "SECRET_KEY is not set: it signs the unsubscribe links of promotions and must be "
+            "the same for every worker and web process; set it to at least 16 random "
+            "characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return hmac.digest(secret, _PURPOSE, "sha256")
+
+
+@functools.cache
+def _dev_secret(path: Path) -> bytes:
+    """A random secret kept in ``path``, created once (atomically) if missing."""
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+        try:
+            os.link(temporary, path)  # fails if another process won the race: use theirs
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+    logger.warning(
+        "SECRET_KEY is unset: signing unsubscribe links with the development key %s", path
+    )
+    return path.read_bytes().strip()
+
+
+def make_token(key: bytes, user_id: int, email: str) -> str:
+    """The unsubscribe token for the user ``user_id`` at ``email``."""
+    signature = hmac.digest(key, f"{user_id}:{email}".encode(), hashlib.sha256)
+    return f"{user_id}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+def token_user_id(token: str) -> int:
+    """The user id a token names (not yet verified); `InvalidUnsubscribeToken` if malformed."""
+    head, dot, signature = token.strip().partition(".")
+    if not (dot and head.isascii() and head.isdigit() and signature):
+        raise InvalidUnsubscribeToken("malformed unsubscribe token")
+    return int(head)
+
+
+def _verify(key: bytes, token: str, user: User | None) -> User:
+    expected = make_token(key, user.id, user.email) if user is not None else ""
+    if user is None or not hmac.compare_digest(expected.encode(), token.strip().encode()):
+        raise InvalidUnsubscribeToken(
+            "invalid unsubscribe token: altered, forged, or the account's address has changed"
+        )
+    return user
+
+
+@dataclass(frozen=True)
+class Unsubscribed:
+    user_id: int
+    email: str
+    since: datetime
+    already: bool  # True: nothing changed, the user had unsubscribed before
+
+
+def _suppress_pending(user_id: int) -> Update:
+    """Promotions of this user not sent yet become ``suppressed`` (in-flight ones are skipped)."""
+    pending = (
+        select(EmailMessage.id)
+        .where(
+            EmailMessage.user_id == user_id,
+            EmailMessage.status == EmailStatus.PENDING,
+            EmailMessage.promotion_run_id.is_not(None),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(EmailMessage)
+        .where(EmailMessage.id.in_(pending.scalar_subquery()))
+        .values(status=EmailStatus.SUPPRESSED, last_error="unsubscribed")
+    )
+
+
+def _apply(user: User) -> Unsubscribed:
+    since = user.unsubscribed_at
+    if since is None:
+        user.unsubscribed_at = datetime.now(UTC)
+        return Unsubscribed(user.id, user.email, user.unsubscribed_at, already=False)
+    return Unsubscribed(user.id, user.email, since, already=True)
+
+
+def unsubscribe(session: Session, token: str, *, key: bytes | None = None) -> Unsubscribed:
+    """Apply ``token``: the user gets no more promotions. Idempotent; never commits.
+
+    Raises `InvalidUnsubscribeToken` for a malformed, altered or forged token.
+    ``key`` defaults to the configured one (`signing_key`).
+    """
+    key = key if key is not None else signing_key(get_settings())
+    user_id = token_user_id(token)
+    user = _verify(key, token, session.get(User, user_id, with_for_update=True))
+    result = _apply(user)
+    if not result.already:
+        session.execute(_suppress_pending(user.id))
+    return result
+
+
+async def unsubscribe_async(
+    session: AsyncSession, token: str, *, key: bytes | None = None
+) -> Unsubscribed:
+    """`unsubscribe` for an `AsyncSession`."""
+    key = key if key is not None else signing_key(get_settings())
+    user_id = token_user_id(token)
+    user = _verify(key, token, await session.get(User, user_id, with_for_update=True))
+    result = _apply(user)
+    if not result.already:
+        await session.execute(_suppress_pending(user.id))
+    return result
