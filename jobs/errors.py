@@ -37,3 +37,12 @@ class HeaderInjection(JobsError, ValueError):
 
 class InvalidContext(JobsError, ValueError):
     """A template context that cannot be stored (not JSON-serializable)."""
+
+
+# Results (issue 6)
+class ResultTooLarge(JobsError, ValueError):
+    """A task result bigger than RESULT_MAX_BYTES: refused, never truncated."""
+
+
+class ResultNotSerializable(JobsError, ValueError):
+    """A task result that is not JSON (results are stored as jsonb, cached as JSON)."""
