@@ -20,11 +20,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, union_all, update
+from sqlalchemy import Executable, Row, func, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert
 
 from jobs.cache import result_cache
-from jobs.db import async_session_factory, database_url
+from jobs.db import async_engine, database_url
 from jobs.models import JobResult, ResultStatus
 from jobs.outcome import Result, State
 from jobs.results import result_upsert
@@ -65,6 +65,14 @@ async def record_outcome(call_next: AsyncCallNext, context: JobContext, worker: 
     return value
 
 
+async def _execute(statement: Executable) -> list[Row[Any]]:
+    """One statement, committed on its own (autocommit: no BEGIN/COMMIT round trips)."""
+    async with async_engine(database_url(get_settings())).connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        result = await autocommit.execute(statement)
+        return list(result.all()) if result.returns_rows else []
+
+
 async def _store(job: Job, value: Any) -> None:
     settings = get_settings()
     written = (
@@ -83,9 +91,7 @@ async def _store(job: Job, value: Any) -> None:
     )
     # One statement: what this wrote, or what the task stored itself (the
     # snapshot predates the INSERT, so exactly one row comes back).
-    query = union_all(select(written), stored_before)
-    async with async_session_factory(database_url(settings))() as session, session.begin():
-        row = (await session.execute(query)).one()
+    [row] = await _execute(union_all(select(written), stored_before))
     cache = result_cache(settings)
     if cache is not None:
         assert job.id is not None
@@ -106,9 +112,7 @@ async def _clear_failure(job: Job) -> None:
         .where(JobResult.job_id == job.id, JobResult.status == ResultStatus.FAILED)
         .values(status=ResultStatus.SUCCEEDED, error=None, result=None, finished_at=func.now())
     )
-    url = database_url(get_settings())
-    async with async_session_factory(url)() as session, session.begin():
-        await session.execute(statement)
+    await _execute(statement)
 
 
 async def _record_failure(job: Job, exc: Exception) -> None:
@@ -124,8 +128,6 @@ async def _record_failure(job: Job, exc: Exception) -> None:
         index_elements=[JobResult.job_id], set_={**row, "finished_at": func.now()}
     )
     try:
-        url = database_url(get_settings())
-        async with async_session_factory(url)() as session, session.begin():
-            await session.execute(statement)
+        await _execute(statement)
     except Exception:  # the task's own error matters more: log this one, raise that one
         logger.warning("could not record the failure of job %s", job.id, exc_info=True)
