@@ -124,7 +124,7 @@ class ResultCache:
             reason = reason.replace(self._password, "***")
         log = logger.warning if first else logger.debug
         log(
-            "Redis at %s is unavailable (%s: %s); answering from PostgreSQL",
+            "Redis at %s is unavailable (%s: %s); results come from PostgreSQL alone",
             self.server,
             type(exc).__name__,
             reason,

@@ -121,6 +121,17 @@ async def test_answered_from_job_results_after_the_job_row_is_pruned(
     assert str(await answers(failed)) == "failed: ValueError: nope"
 
 
+async def test_success_without_a_value_after_a_failed_attempt_still_reads_succeeded_when_pruned(
+    backend: str, database_url: str
+) -> None:
+    job_id = await defer(flaky, value=None)
+    await drain()
+    with psycopg.connect(database_url) as conn:
+        conn.execute("DELETE FROM procrastinate_jobs")
+    result = await answers(job_id)
+    assert (result.state, result.value, result.error) == (State.SUCCEEDED, None, None)
+
+
 # --- storing ------------------------------------------------------------------------
 
 
