@@ -8,8 +8,10 @@ import, so importing `jobs` never starts a database.
 from __future__ import annotations
 
 from procrastinate import App, PsycopgConnector
+from procrastinate.middleware import WorkerMiddleware
 
 from jobs.db import database_url
+from jobs.recorder import record_outcome
 from jobs.settings import get_settings
 
 QUEUES = ("default", "email")
@@ -26,4 +28,11 @@ def make_connector(conninfo: str | None = None) -> PsycopgConnector:
     return PsycopgConnector(conninfo=conninfo or _conninfo, min_size=1, max_size=10)
 
 
-app = App(connector=make_connector(), import_paths=list(TASK_MODULES))
+# Results (issue 6): every job's value / failure reason is recorded in job_results.
+WORKER_MIDDLEWARE: list[WorkerMiddleware] = [record_outcome]
+
+app = App(
+    connector=make_connector(),
+    import_paths=list(TASK_MODULES),
+    worker_defaults={"worker_middleware": WORKER_MIDDLEWARE},
+)

@@ -172,6 +172,47 @@ def _promotion_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 # --- end Promotions -----------------------------------------------------------
+# Results (issue 6) ------------------------------------------------------------
+RESULT_EXIT_CODES = {
+    "succeeded": 0,
+    "failed": 1,
+    "cancelled": 1,
+    "aborted": 1,
+    "pending": 3,
+    "unknown": 4,
+}
+RESULT_EPILOG = (
+    "exit status: 0 succeeded, 1 failed/cancelled/aborted, 3 pending, 4 unknown job, "
+    "2 configuration or database error"
+)
+
+
+def _job_id(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"a job id is a positive integer, got {value!r}")
+    return int(value)
+
+
+def cmd_result(args: argparse.Namespace) -> int:
+    import json
+
+    from jobs.results import get_result
+
+    _url()
+    result = get_result(args.job_id)
+    print(json.dumps(result.to_dict(), ensure_ascii=False) if args.json else result)
+    return RESULT_EXIT_CODES[result.state.value]
+
+
+def _add_result_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    result = sub.add_parser(
+        "result", help="show a job's result, or its state", epilog=RESULT_EPILOG
+    )
+    result.add_argument("job_id", type=_job_id, metavar="JOB_ID", help="procrastinate job id")
+    result.add_argument("--json", action="store_true", help="print the whole answer as JSON")
+
+
+# ------------------------------------------------------------------------------
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -194,6 +235,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="run the whole flow locally (embedded Postgres, SMTP sink)")
     _promotion_parsers(sub)
+    _add_result_parser(sub)
     return parser
 
 
@@ -204,6 +246,7 @@ COMMANDS = {
     "campaigns": cmd_campaigns,
     "promote": cmd_promote,
     "unsubscribe": cmd_unsubscribe,
+    "result": cmd_result,
 }
 
 

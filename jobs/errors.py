@@ -52,3 +52,12 @@ class UnknownCampaign(JobsError, ValueError):
 
 class InvalidCampaign(JobsError, ValueError):
     """A campaign that cannot be stored (duplicate name, bad subject or link)."""
+
+
+# Results (issue 6)
+class ResultTooLarge(JobsError, ValueError):
+    """A task result bigger than RESULT_MAX_BYTES: refused, never truncated."""
+
+
+class ResultNotSerializable(JobsError, ValueError):
+    """A task result that is not JSON (results are stored as jsonb, cached as JSON)."""

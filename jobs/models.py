@@ -147,3 +147,44 @@ class PromotionRun(Base):
 
     def __repr__(self) -> str:
         return f"PromotionRun(id={self.id!r}, period={self.period!r})"
+
+
+# Results (issue 6) -----------------------------------------------------------
+
+
+class ResultStatus(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class JobResult(Base):
+    """What a procrastinate job produced: its value, or the error of its last attempt.
+
+    No foreign key to ``procrastinate_jobs``: a result outlives the pruning of its
+    job row. ``status = 'failed'`` describes the *last failed attempt*; whether
+    the job is finally failed or waiting for a retry is procrastinate's status.
+    """
+
+    __tablename__ = "job_results"
+
+    job_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    task_name: Mapped[str] = mapped_column(Text)
+    status: Mapped[ResultStatus] = mapped_column(
+        Enum(
+            ResultStatus,
+            name="status",
+            native_enum=False,
+            create_constraint=True,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    # None is SQL NULL ("no value"), not the JSON literal null.
+    result: Mapped[Any | None] = mapped_column(JSONB(none_as_null=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+
+    def __repr__(self) -> str:
+        return f"JobResult(job_id={self.job_id!r}, status={self.status!r})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,7 @@ from jobs.errors import ConfigError
 # Variables whose values are never echoed back in an error message.
 _SENSITIVE = frozenset({"DATABASE_URL", "MAIL_PASSWORD", "SECRET_KEY", "REDIS_URL"})
 _PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -92,6 +94,24 @@ class Settings(BaseSettings):
         return normalize_address(value) if value and value.strip() else None
 
     # --- end Promotions -----------------------------------------------------
+
+    # Results (issue 6): stored in PostgreSQL; Redis is an optional cache in front.
+    RESULT_MAX_BYTES: Annotated[int, Field(ge=64, le=64 * 1024 * 1024)] = 1024 * 1024
+    RESULT_TTL: Annotated[int, Field(ge=1)] = 24 * 3600
+    REDIS_URL: SecretStr | None = None
+    REDIS_TIMEOUT: Annotated[float, Field(gt=0, le=30)] = 0.5
+    REDIS_KEY_PREFIX: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")] = "jobs"
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().startswith(_REDIS_SCHEMES):
+            raise ValueError("must start with " + ", ".join(_REDIS_SCHEMES))
+        if importlib.util.find_spec("redis") is None:
+            raise ValueError("is set but the redis package is missing: pip install 'jobs[cache]'")
+        return value
 
     @field_validator("DATABASE_URL")
     @classmethod

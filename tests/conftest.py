@@ -127,3 +127,16 @@ def count(url: str, query: str) -> int:
         row = conn.execute(query).fetchone()  # type: ignore[arg-type]
     assert row is not None
     return int(row[0])
+
+
+# Results (issue 6) -------------------------------------------------------------
+pytest_plugins = ["tests.redis_server"]  # the `redis` fixture (a real Redis, unique key prefix)
+
+
+@pytest.fixture(autouse=True)
+def _no_redis_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run without the Redis cache (an empty value also hides a .env's);
+    the cache tests turn it on with the `redis` fixture of tests/redis_server.py,
+    under a key prefix of their own."""
+    monkeypatch.setenv("REDIS_URL", "")
+    get_settings.cache_clear()

@@ -82,3 +82,79 @@ def test_demo_runs_twice_without_duplicates(database_url: str, tmp_path: Path) -
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 3
     assert count(database_url, "SELECT count(*) FROM users WHERE username = 'mallory'") == 0
     assert count(database_url, "SELECT count(*) FROM email_messages") == 3
+
+
+# Results (issue 6) -------------------------------------------------------------
+
+
+async def test_result_command_prints_each_state_with_its_exit_status(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import drain
+    from tests.result_tasks import answer, boom, defer
+
+    ok = await defer(answer, value={"sent": 2, "failed": 0})
+    failed = await defer(boom, message="SMTP said 550")
+    await drain()
+    pending = await defer(answer, value=4)
+    expected = {
+        ok: (0, 'succeeded: {"sent": 2, "failed": 0}'),
+        failed: (1, "failed: ValueError: SMTP said 550"),
+        pending: (3, "pending"),
+        987654: (4, "unknown job"),
+    }
+    for job_id, (status, line) in expected.items():
+        assert cli.main(["result", str(job_id)]) == status
+        assert capsys.readouterr().out == line + "\n"
+
+
+async def test_result_command_json(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tests.conftest import drain
+    from tests.result_tasks import answer, defer
+
+    job_id = await defer(answer, value=["Zoë"])
+    await drain()
+    assert cli.main(["result", str(job_id), "--json"]) == 0
+    answer_ = json.loads(capsys.readouterr().out)
+    assert (answer_["job_id"], answer_["state"], answer_["result"], answer_["error"]) == (
+        job_id,
+        "succeeded",
+        ["Zoë"],
+        None,
+    )
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "-3"])
+def test_result_command_refuses_a_bad_job_id(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["result", "--", bad])
+    assert exited.value.code == 2
+    assert "a job id is a positive integer" in capsys.readouterr().err
+
+
+def test_procrastinate_cli_worker_records_results_too(database_url: str, smtp: Sink) -> None:
+    from jobs.email import defer_delivery
+    from jobs.models import EmailMessage
+    from jobs.results import get_result
+
+    with session_factory(database_url)() as session, session.begin():
+        row = EmailMessage(
+            idempotency_key="cli:1",
+            kind="welcome",
+            to_address="p@example.com",
+            template="welcome",
+            context={"username": "p"},
+        )
+        session.add(row)
+        session.flush()
+        job_id = defer_delivery(session, [row.id])
+    subprocess.run(
+        [sys.executable, "-m", "procrastinate", "--app=jobs.app.app", "worker", "--one-shot"],
+        env=os.environ.copy(),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    assert get_result(job_id).value == {"sent": 1, "failed": 0}

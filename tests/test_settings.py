@@ -95,3 +95,38 @@ def test_cli_prints_the_problem_without_traceback(
     assert "less than or equal to 65535" in err
     assert "Traceback" not in err
     assert "do-not-print-me" not in err
+
+
+# Results (issue 6) -------------------------------------------------------------
+
+
+def test_result_and_redis_settings_each_get_a_line_and_the_url_is_not_echoed() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(
+            REDIS_URL="http://:hunter2@cache:6379/0",
+            RESULT_TTL="0",
+            RESULT_MAX_BYTES="ten",
+            REDIS_TIMEOUT="-1",
+            REDIS_KEY_PREFIX="my app",
+        )
+    lines = str(raised.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "RESULT_MAX_BYTES",
+        "RESULT_TTL",
+        "REDIS_URL",
+        "REDIS_TIMEOUT",
+        "REDIS_KEY_PREFIX",
+    ]
+    assert "must start with redis://, rediss://, unix://" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_redis_is_optional_and_its_password_stays_secret() -> None:
+    assert load_settings(REDIS_URL="").REDIS_URL is None
+    settings = load_settings(REDIS_URL="redis://:hunter2@cache:6379/0")
+    assert "hunter2" not in repr(settings)
+    assert (settings.RESULT_TTL, settings.RESULT_MAX_BYTES, settings.REDIS_KEY_PREFIX) == (
+        86400,
+        1048576,
+        "jobs",
+    )

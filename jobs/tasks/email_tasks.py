@@ -8,6 +8,7 @@ from jobs.app import app
 from jobs.db import async_session_factory, database_url
 from jobs.delivery import deliver_messages
 from jobs.mail.config import MailConfig
+from jobs.results import store_result_async
 from jobs.settings import get_settings
 
 DELIVER_TASK = "email.deliver"
@@ -27,6 +28,12 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
         report = await deliver_messages(
             session, message_ids, mail=MailConfig.from_settings(settings), final_attempt=final
         )
+        # Results (issue 6): the summary commits with the ledger updates (not on
+        # an attempt that is about to retry: its summary would be partial).
+        if report.retry is None or final:
+            await store_result_async(
+                session, job_id=context.job.id, task_name=DELIVER_TASK, result=report.summary()
+            )
     if report.retry is not None and not final:
         raise report.retry
     return report.summary()

@@ -1,0 +1,133 @@
+"""The worker middleware that records each job's outcome in `job_results`.
+
+It is installed on the app (``worker_defaults``), so ``jobs worker``,
+``procrastinate --app=jobs.app.app worker`` and the test workers all run it:
+
+- an attempt that raises: its error is recorded in a short transaction of its
+  own (the task's transaction rolled back). The job then retries or fails as its
+  retry strategy says; recording never changes that, and never hides the error.
+- a success with a value: the value is stored unless the task already stored it
+  in its own transaction (`jobs.results.store_result`), then written through to
+  Redis. A value that is not JSON or is over RESULT_MAX_BYTES fails the job.
+- a success without a value after failed attempts: the failure record is
+  marked succeeded, so a pruned job still reads as succeeded.
+
+A task's return value is its result: return JSON (or None).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Executable, Row, func, select, union_all, update
+from sqlalchemy.dialects.postgresql import insert
+
+from jobs.cache import result_cache
+from jobs.db import async_engine, database_url
+from jobs.models import JobResult, ResultStatus
+from jobs.outcome import Result, State
+from jobs.results import result_upsert
+from jobs.settings import get_settings
+
+if TYPE_CHECKING:
+    from procrastinate import JobContext
+    from procrastinate.jobs import Job
+    from procrastinate.middleware import AsyncCallNext
+    from procrastinate.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 2000  # a failure reason is a diagnostic; the traceback is in the logs
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message``, at most `MAX_ERROR_CHARS` characters."""
+    message = str(exc).strip()
+    reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    if len(reason) > MAX_ERROR_CHARS:
+        reason = reason[: MAX_ERROR_CHARS - 1] + "…"
+    return reason
+
+
+async def record_outcome(call_next: AsyncCallNext, context: JobContext, worker: Worker) -> Any:
+    """procrastinate worker middleware: see the module docstring."""
+    job = context.job
+    try:
+        value = await call_next()
+        if value is not None:
+            await _store(job, value)
+        elif job.attempts:
+            await _clear_failure(job)
+    except Exception as exc:
+        await _record_failure(job, exc)
+        raise
+    return value
+
+
+async def _execute(statement: Executable) -> list[Row[Any]]:
+    """One statement, committed on its own (autocommit: no BEGIN/COMMIT round trips)."""
+    async with async_engine(database_url(get_settings())).connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        result = await autocommit.execute(statement)
+        return list(result.all()) if result.returns_rows else []
+
+
+async def _store(job: Job, value: Any) -> None:
+    settings = get_settings()
+    written = (
+        result_upsert(
+            job.id,
+            job.task_name,
+            value,
+            max_bytes=settings.RESULT_MAX_BYTES,
+            over_failure_only=True,
+        )
+        .returning(JobResult.task_name, JobResult.result, JobResult.finished_at)
+        .cte("written")
+    )
+    stored_before = select(JobResult.task_name, JobResult.result, JobResult.finished_at).where(
+        JobResult.job_id == job.id, JobResult.status == ResultStatus.SUCCEEDED
+    )
+    # One statement: what this wrote, or what the task stored itself (the
+    # snapshot predates the INSERT, so exactly one row comes back).
+    [row] = await _execute(union_all(select(written), stored_before))
+    cache = result_cache(settings)
+    if cache is not None:
+        assert job.id is not None
+        stored = Result(
+            job.id,
+            State.SUCCEEDED,
+            value=row.result,
+            task_name=row.task_name,
+            finished_at=row.finished_at,
+        )
+        await cache.put_async(job.id, stored.to_cache())
+
+
+async def _clear_failure(job: Job) -> None:
+    """The job succeeded without a value: its earlier failure record no longer holds."""
+    statement = (
+        update(JobResult)
+        .where(JobResult.job_id == job.id, JobResult.status == ResultStatus.FAILED)
+        .values(status=ResultStatus.SUCCEEDED, error=None, result=None, finished_at=func.now())
+    )
+    await _execute(statement)
+
+
+async def _record_failure(job: Job, exc: Exception) -> None:
+    row = {
+        "job_id": job.id,
+        "task_name": job.task_name,
+        "status": ResultStatus.FAILED,
+        "result": None,
+        "error": describe_error(exc),
+    }
+    statement = insert(JobResult).values(**row)
+    statement = statement.on_conflict_do_update(
+        index_elements=[JobResult.job_id], set_={**row, "finished_at": func.now()}
+    )
+    try:
+        await _execute(statement)
+    except Exception:  # the task's own error matters more: log this one, raise that one
+        logger.warning("could not record the failure of job %s", job.id, exc_info=True)

@@ -1,0 +1,147 @@
+"""Task results: stored in PostgreSQL (`job_results`), read through the optional Redis cache.
+
+Writing. A task with its own transaction calls `store_result` / `store_result_async`
+inside it, so the result commits (or rolls back) with the task's final writes.
+For every other task the worker middleware in `jobs.recorder` stores the
+returned value, records the error of each failed attempt, and writes results
+through to Redis after the job's commit.
+
+Reading. `get_result(job_id)` / `get_result_async(job_id)` answer from Redis
+when the value is cached there, else from PostgreSQL (and fill the cache).
+procrastinate's job status decides the state while the job row exists;
+`job_results` gives the value, or the failure reason; a pruned job is answered
+from `job_results` alone.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Insert, delete, func, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from jobs.cache import result_cache
+from jobs.db import async_session_factory, database_url, session_factory
+from jobs.errors import ResultNotSerializable, ResultTooLarge
+from jobs.models import JobResult, ResultStatus
+from jobs.outcome import Result, State, interpret
+
+__all__ = [
+    "Result",
+    "State",
+    "get_result",
+    "get_result_async",
+    "prune_results",
+    "store_result",
+    "store_result_async",
+]
+from jobs.settings import get_settings
+
+
+def encode_result(value: Any, *, max_bytes: int) -> str:
+    """``value`` as compact JSON; refused (never truncated) above ``max_bytes``."""
+    try:
+        encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ResultNotSerializable(f"a task result must be JSON-serializable: {exc}") from None
+    size = len(encoded.encode())
+    if size > max_bytes:
+        raise ResultTooLarge(
+            f"task result is {size} bytes of JSON, over RESULT_MAX_BYTES={max_bytes}; "
+            "store large data in your own table and return a reference to it"
+        )
+    return encoded
+
+
+def result_upsert(
+    job_id: int | None,
+    task_name: str,
+    value: Any,
+    *,
+    max_bytes: int,
+    over_failure_only: bool = False,
+) -> Insert:
+    """INSERT the success row, replacing what the job recorded before (with
+    ``over_failure_only``: only a failed attempt's record, never a stored result)."""
+    if job_id is None:
+        raise ValueError("a result needs the job id (context.job.id, pass_context=True)")
+    encode_result(value, max_bytes=max_bytes)
+    row = {"job_id": job_id, "task_name": task_name, "status": ResultStatus.SUCCEEDED}
+    statement = insert(JobResult).values(**row, result=value)
+    return statement.on_conflict_do_update(
+        index_elements=[JobResult.job_id],
+        set_={**row, "result": statement.excluded.result, "error": None, "finished_at": func.now()},
+        where=(JobResult.status == ResultStatus.FAILED) if over_failure_only else None,
+    )
+
+
+def store_result(session: Session, *, job_id: int | None, task_name: str, result: Any) -> None:
+    """Record ``result`` for ``job_id`` in ``session``'s transaction; never commits.
+
+    Raises `ResultTooLarge` / `ResultNotSerializable` before writing anything.
+    """
+    max_bytes = get_settings().RESULT_MAX_BYTES
+    session.execute(result_upsert(job_id, task_name, result, max_bytes=max_bytes))
+
+
+async def store_result_async(
+    session: AsyncSession, *, job_id: int | None, task_name: str, result: Any
+) -> None:
+    """`store_result` for an `AsyncSession`."""
+    max_bytes = get_settings().RESULT_MAX_BYTES
+    await session.execute(result_upsert(job_id, task_name, result, max_bytes=max_bytes))
+
+
+_READ = text(
+    "SELECT j.status AS job_status, j.task_name AS job_task, r.status, r.task_name,"
+    " r.result, r.error, r.finished_at"
+    " FROM (SELECT CAST(:job_id AS bigint) AS id) AS q"
+    " LEFT JOIN procrastinate_jobs AS j ON j.id = q.id"
+    " LEFT JOIN job_results AS r ON r.job_id = q.id"
+)
+
+
+def read_result(session: Session, job_id: int) -> Result:
+    """The answer from PostgreSQL alone."""
+    return interpret(job_id, session.execute(_READ, {"job_id": job_id}).one())
+
+
+async def read_result_async(session: AsyncSession, job_id: int) -> Result:
+    return interpret(job_id, (await session.execute(_READ, {"job_id": job_id})).one())
+
+
+def get_result(job_id: int) -> Result:
+    """The result of job ``job_id``, or its state: pending, failed (with the
+    reason), cancelled, aborted, unknown. Redis first when REDIS_URL is set."""
+    settings = get_settings()
+    cache = result_cache(settings)
+    if cache is not None and (entry := cache.get(job_id)) is not None:
+        return Result.from_cache(job_id, entry)
+    with session_factory(database_url(settings))() as session:
+        result = read_result(session, job_id)
+    if cache is not None and result.state is State.SUCCEEDED:
+        cache.put(job_id, result.to_cache())
+    return result
+
+
+async def get_result_async(job_id: int) -> Result:
+    """`get_result` for async code."""
+    settings = get_settings()
+    cache = result_cache(settings)
+    if cache is not None and (entry := await cache.get_async(job_id)) is not None:
+        return Result.from_cache(job_id, entry)
+    async with async_session_factory(database_url(settings))() as session:
+        result = await read_result_async(session, job_id)
+    if cache is not None and result.state is State.SUCCEEDED:
+        await cache.put_async(job_id, result.to_cache())
+    return result
+
+
+async def prune_results(session: AsyncSession, *, before: datetime) -> int:
+    """Delete the results recorded before ``before``; never commits. For a maintenance task."""
+    deleted = await session.execute(delete(JobResult).where(JobResult.finished_at < before))
+    return int(getattr(deleted, "rowcount", 0))
