@@ -1,7 +1,8 @@
 """Talking to the SMTP server (aiosmtplib): connect, send, classify failures.
 
-A refusal the server means (5xx) raises `Rejected`; everything else —
-4xx, timeouts, dropped connections — propagates as transient.
+A refusal the server means (5xx), or a message this server cannot take at all
+(an address aiosmtplib refuses, SMTPUTF8 unsupported), raises `Rejected`;
+everything else — 4xx, timeouts, dropped connections — propagates as transient.
 """
 
 from __future__ import annotations
@@ -21,11 +22,15 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class Rejected(Exception):
-    """The server refused this message for good (5xx)."""
+    """This message can never be sent as it is (5xx, unsendable address)."""
 
 
 def client(config: SmtpConfig) -> aiosmtplib.SMTP:
-    """An unconnected client for ``config``; TLS mode and timeouts applied."""
+    """An unconnected client for ``config``; TLS mode and timeouts applied.
+
+    ``start_tls`` is always explicit: True insists on STARTTLS (no silent
+    fallback to plain text), False never upgrades.
+    """
     return aiosmtplib.SMTP(
         hostname=config.host,
         port=config.port,
@@ -41,6 +46,10 @@ async def send(smtp: aiosmtplib.SMTP, message: EmailMessage) -> None:
     """Send one message on a connected client; raise `Rejected` on a 5xx."""
     try:
         await smtp.send_message(message)
+    except aiosmtplib.SMTPNotSupported as exc:
+        raise Rejected(describe(exc)) from exc
+    except ValueError as exc:  # an address aiosmtplib will not put on the wire
+        raise Rejected(describe(exc)) from exc
     except aiosmtplib.SMTPRecipientsRefused as exc:
         codes = [r.code for r in exc.recipients]
         if all(500 <= code < 600 for code in codes):
