@@ -10,7 +10,9 @@ from __future__ import annotations
 from procrastinate import App, PsycopgConnector
 
 from jobs.db import database_url
+from jobs.mail.pool import close_pool
 from jobs.settings import get_settings
+from jobs.timeout import timeout_middleware
 
 QUEUES = ("default", "email")
 
@@ -21,9 +23,28 @@ def _conninfo() -> str:
     return database_url(get_settings())
 
 
+class Connector(PsycopgConnector):
+    """procrastinate's connector; closing it (the app) also closes the SMTP pool.
+
+    Both ``jobs worker`` and ``procrastinate --app=jobs.app.app worker`` close
+    the app when the worker stops, so pooled SMTP connections say QUIT then.
+    """
+
+    async def close_async(self) -> None:
+        try:
+            await close_pool()
+        finally:
+            await super().close_async()
+
+
 def make_connector(conninfo: str | None = None) -> PsycopgConnector:
     """A connector for ``conninfo`` (default: the configured/embedded database)."""
-    return PsycopgConnector(conninfo=conninfo or _conninfo, min_size=1, max_size=10)
+    return Connector(conninfo=conninfo or _conninfo, min_size=1, max_size=10)
 
 
-app = App(connector=make_connector(), import_paths=list(TASK_MODULES))
+app = App(
+    connector=make_connector(),
+    import_paths=list(TASK_MODULES),
+    # Every job runs under JOB_TIMEOUT_SECONDS (see jobs.timeout), whichever CLI starts it.
+    worker_defaults={"worker_middleware": [timeout_middleware]},
+)
