@@ -11,14 +11,14 @@ from pydantic import SecretStr
 from jobs.errors import ConfigError
 from jobs.mail import smtp as smtp_client
 from jobs.mail.config import SmtpConfig
-from jobs.mail.message import build_message
+from jobs.mail.message import Outgoing, build_wire
 from jobs.mail.pool import SmtpPool, close_pool, get_pool
 from jobs.sink import Sink
 from tests.conftest import faults
 
 
-def _message(i: int) -> object:
-    return build_message(
+def _message(i: int) -> Outgoing:
+    return build_wire(
         sender="noreply@example.com",
         sender_name="jobs",
         to=f"user{i}@example.com",
@@ -31,7 +31,7 @@ def _message(i: int) -> object:
 
 async def _send(pool: SmtpPool, i: int) -> None:
     async with pool.connection() as client:
-        await smtp_client.send(client, _message(i))  # type: ignore[arg-type]
+        await smtp_client.send(client, _message(i))
 
 
 def _config(sink: Sink, **overrides: object) -> SmtpConfig:

@@ -7,11 +7,10 @@ everything else — 4xx, timeouts, dropped connections — propagates as transie
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-
 import aiosmtplib
 
 from jobs.mail.config import SmtpConfig
+from jobs.mail.message import Outgoing
 
 # What a retry may heal: SMTP 4xx, timeouts, refused or dropped connections.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -42,10 +41,11 @@ def client(config: SmtpConfig) -> aiosmtplib.SMTP:
     )
 
 
-async def send(smtp: aiosmtplib.SMTP, message: EmailMessage) -> None:
+async def send(smtp: aiosmtplib.SMTP, message: Outgoing) -> None:
     """Send one message on a connected client; raise `Rejected` on a 5xx."""
+    options = ["SMTPUTF8"] if message.smtputf8 else None
     try:
-        await smtp.send_message(message)
+        await smtp.sendmail(message.sender, [message.recipient], message.data, mail_options=options)
     except aiosmtplib.SMTPNotSupported as exc:
         raise Rejected(describe(exc)) from exc
     except ValueError as exc:  # an address aiosmtplib will not put on the wire
