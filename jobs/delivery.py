@@ -20,7 +20,6 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage as MimeMessage
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +28,7 @@ from jobs.errors import JobsError
 from jobs.ledger import Outcome, Pending
 from jobs.mail import smtp
 from jobs.mail.config import MailConfig
-from jobs.mail.message import build_message, message_id_for
+from jobs.mail.message import Outgoing, build_wire, message_id_for
 from jobs.mail.pool import SmtpPool
 from jobs.mail.ratelimit import RateLimiter
 from jobs.mail.templates import render
@@ -72,14 +71,14 @@ class Report:
         return {"sent": self.sent, "failed": self.failed, "suppressed": self.suppressed}
 
 
-def compose(row: Pending, mail: MailConfig) -> tuple[MimeMessage, str]:
+def compose(row: Pending, mail: MailConfig) -> tuple[Outgoing, str]:
     """Render and build the MIME message for one row; returns it and its subject."""
     context = {**mail.template_globals, **(row.context or {})}
     rendered = render(row.template, context, mail.template_dirs)
     subject = row.subject or rendered.subject
     if not subject:
         raise JobsError(f"template {row.template!r} sets no subject and none was given")
-    message = build_message(
+    message = build_wire(
         sender=mail.sender,
         sender_name=mail.sender_name,
         to=row.to_address,
@@ -134,7 +133,7 @@ async def send_all(
                 stop.append(exc)
                 return
             outcome.status = EmailStatus.SENT
-            outcome.message_id = message["Message-ID"]
+            outcome.message_id = message.message_id
             outcome.sent_at = datetime.now(UTC)
 
     async with asyncio.TaskGroup() as group:

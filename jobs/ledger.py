@@ -46,8 +46,31 @@ class Outcome:
         return self.status != EmailStatus.PENDING or self.attempted
 
 
-def _ids(ids: Sequence[int]) -> Any:
-    return any_(bindparam("ids", list(ids), type_=ARRAY(BigInteger)))
+def _ids(name: str = "ids") -> Any:
+    return any_(bindparam(name, type_=ARRAY(BigInteger)))
+
+
+# Built once: only the parameters change from batch to batch.
+_LOCK = (
+    select(
+        EmailMessage.id,
+        EmailMessage.idempotency_key,
+        EmailMessage.to_address,
+        EmailMessage.template,
+        EmailMessage.context,
+        EmailMessage.subject,
+        func.coalesce(User.is_active.is_(False), False),
+    )
+    .outerjoin(User, User.id == EmailMessage.user_id)
+    .where(
+        EmailMessage.id == _ids(),
+        EmailMessage.status == EmailStatus.PENDING,
+        EmailMessage.id > bindparam("after"),
+    )
+    .order_by(EmailMessage.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True, of=EmailMessage)
+)
 
 
 async def lock_batch(
@@ -56,30 +79,11 @@ async def lock_batch(
     """The next ``limit`` pending rows among ``ids`` with id > ``after``, locked.
 
     Rows another job holds are skipped (that job sends them), so two jobs never
-    send the same row; a row already ``sent`` is never returned.
+    send the same row; a row already ``sent`` is never returned. A row whose
+    user is inactive comes back with ``inactive`` set.
     """
-    inactive = func.coalesce(User.is_active.is_(False), False)
-    query = (
-        select(
-            EmailMessage.id,
-            EmailMessage.idempotency_key,
-            EmailMessage.to_address,
-            EmailMessage.template,
-            EmailMessage.context,
-            EmailMessage.subject,
-            inactive,
-        )
-        .outerjoin(User, User.id == EmailMessage.user_id)
-        .where(
-            EmailMessage.id == _ids(ids),
-            EmailMessage.status == EmailStatus.PENDING,
-            EmailMessage.id > after,
-        )
-        .order_by(EmailMessage.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=EmailMessage)
-    )
-    return [Pending(*row) for row in (await session.execute(query)).all()]
+    result = await session.execute(_LOCK, {"ids": list(ids), "after": after, "limit": limit})
+    return [Pending(*row) for row in result.all()]
 
 
 _RECORD = text(
@@ -124,7 +128,7 @@ async def fail_pending(session: AsyncSession, ids: Sequence[int], reason: str) -
     """Mark every still-pending row among ``ids`` (not held by another job) failed."""
     held = (
         select(EmailMessage.id)
-        .where(EmailMessage.id == _ids(ids), EmailMessage.status == EmailStatus.PENDING)
+        .where(EmailMessage.id == _ids(), EmailMessage.status == EmailStatus.PENDING)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
@@ -132,6 +136,7 @@ async def fail_pending(session: AsyncSession, ids: Sequence[int], reason: str) -
         update(EmailMessage)
         .where(EmailMessage.id.in_(held))
         .values(status=EmailStatus.FAILED, last_error=reason)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
+        {"ids": list(ids)},
     )
     return int(getattr(result, "rowcount", 0) or 0)

@@ -54,10 +54,18 @@ def ensure_template(name: str, directories: Sequence[Path]) -> None:
             raise UnknownTemplate(f"unknown email template {name!r}: no {name}.{suffix} in {where}")
 
 
+# (name, directories) found once: like the compiled templates (auto_reload=False),
+# the answer is kept for the life of the process; a worker renders thousands.
+_found: set[tuple[str, tuple[Path, ...]]] = set()
+
+
 def render(name: str, context: Mapping[str, Any], directories: Sequence[Path]) -> Rendered:
     """Render both parts; any jinja error becomes a `TemplateError` naming the template."""
-    ensure_template(name, directories)
-    env = _environment(tuple(directories))
+    key = (name, tuple(directories))
+    if key not in _found:
+        ensure_template(name, directories)
+        _found.add(key)
+    env = _environment(key[1])
     try:
         text_module = env.get_template(f"{name}.txt").make_module(dict(context))
         html = env.get_template(f"{name}.html").render(context)

@@ -6,9 +6,10 @@ import asyncio
 import logging
 
 from procrastinate import JobContext
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.app import app
-from jobs.db import async_engine, async_session_factory, database_url
+from jobs.db import async_engine, database_url
 from jobs.delivery import Delivery, Report, batch_size, deliver_batch
 from jobs.mail.config import MailConfig
 from jobs.mail.pool import get_pool
@@ -64,7 +65,11 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
         batch_size=batch_size(settings.MAIL_RATE_LIMIT),
     )
     report = Report()
-    async with async_session_factory(url)() as session:
+    # One connection for the whole job (no pool checkout per batch), one transaction per batch.
+    async with (
+        async_engine(url).connect() as connection,
+        AsyncSession(bind=connection, expire_on_commit=False) as session,
+    ):
         while not report.done:
             async with session.begin():
                 await deliver_batch(session, message_ids, report, run)
