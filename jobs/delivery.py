@@ -119,11 +119,12 @@ async def send_all(
                 _fail(outcome, str(exc) if isinstance(exc, JobsError) else smtp.describe(exc))
                 continue
             await slots.wait(index)
-            if stop:
-                return
-            outcome.attempted = True
+            outcome.attempted = True  # a failed connect is a failed attempt too
             try:
                 async with run.pool.connection() as client:
+                    if stop:  # another sender met trouble while this one waited
+                        outcome.attempted = False
+                        return
                     await smtp.send(client, message)
             except smtp.Rejected as exc:
                 _fail(outcome, str(exc))
@@ -170,7 +171,8 @@ async def deliver_batch(
     if error is not None:
         report.error, report.done = error, True
         reason = reason or next(
-            (o.error for o in outcomes.values() if o.error and o.attempted), smtp.describe(error)
+            (o.error for o in outcomes.values() if o.error and o.status == EmailStatus.PENDING),
+            smtp.describe(error),
         )
         logger.info(
             "delivery stopped, %s: %s", "giving up" if run.final_attempt else "will retry", reason

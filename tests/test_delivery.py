@@ -17,7 +17,7 @@ from jobs.delivery import BATCH_SIZE, batch_size
 from jobs.email import BULK_PRIORITY, defer_delivery, enqueue_email
 from jobs.models import EmailMessage, EmailStatus, User
 from jobs.settings import get_settings
-from jobs.sink import Sink
+from jobs.sink import Sink, free_port
 from jobs.tasks.email_tasks import DELIVER_TASK
 from jobs.timeout import set_task_timeout
 from tests.conftest import count, drain, faults
@@ -313,3 +313,23 @@ def test_a_crashed_worker_leaves_at_most_one_batch_unrecorded(
     recorded = count(database_url, "SELECT count(*) FROM email_messages WHERE status = 'sent'")
     assert recorded <= received < 200
     assert received - recorded <= batch_size(rate)
+
+
+async def test_an_unreachable_server_is_retried_then_fails_with_its_address(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("MAIL_SERVER", "127.0.0.1")
+    monkeypatch.setenv("MAIL_PORT", str(port))
+    monkeypatch.setenv("MAIL_MAX_ATTEMPTS", "3")
+    get_settings.cache_clear()
+    _chunk(database_url, 2)
+    await drain()
+    rows = _ledger(database_url)
+    assert {r.status for r in rows} == {EmailStatus.FAILED}
+    for row in rows:
+        assert row.last_error is not None
+        assert row.last_error.startswith("gave up: ")
+        assert f"127.0.0.1:{port}" in row.last_error
+        assert 1 <= row.attempts <= 3
+    assert _job_attempts(database_url) == [3]
