@@ -11,8 +11,10 @@ from procrastinate import App, PsycopgConnector
 from procrastinate.middleware import WorkerMiddleware
 
 from jobs.db import database_url
+from jobs.mail.pool import close_pool
 from jobs.recorder import record_outcome
 from jobs.settings import get_settings
+from jobs.timeout import timeout_middleware
 
 QUEUES = ("default", "email")
 
@@ -23,13 +25,28 @@ def _conninfo() -> str:
     return database_url(get_settings())
 
 
+class Connector(PsycopgConnector):
+    """procrastinate's connector; closing it (the app) also closes the SMTP pool.
+
+    Both ``jobs worker`` and ``procrastinate --app=jobs.app.app worker`` close
+    the app when the worker stops, so pooled SMTP connections say QUIT then.
+    """
+
+    async def close_async(self) -> None:
+        try:
+            await close_pool()
+        finally:
+            await super().close_async()
+
+
 def make_connector(conninfo: str | None = None) -> PsycopgConnector:
     """A connector for ``conninfo`` (default: the configured/embedded database)."""
-    return PsycopgConnector(conninfo=conninfo or _conninfo, min_size=1, max_size=10)
+    return Connector(conninfo=conninfo or _conninfo, min_size=1, max_size=10)
 
 
-# Results (issue 6): every job's value / failure reason is recorded in job_results.
-WORKER_MIDDLEWARE: list[WorkerMiddleware] = [record_outcome]
+# Outermost first: the recorder sees every outcome, a timeout included; every
+# job runs under JOB_TIMEOUT_SECONDS (jobs.timeout), whichever CLI starts it.
+WORKER_MIDDLEWARE: list[WorkerMiddleware] = [record_outcome, timeout_middleware]
 
 app = App(
     connector=make_connector(),

@@ -1,51 +1,84 @@
-"""Delivering ledger rows: render, send, record each outcome.
+"""Delivering ledger rows, one small batch per transaction.
 
-Only rows still ``pending`` are sent, under a row lock, so two jobs never send
-the same row and a retry never resends a ``sent`` one.
+A batch is: lock the next pending rows (`jobs.ledger.lock_batch`), send them
+concurrently over the worker's SMTP pool within the global rate limit, record
+every outcome in one UPDATE. The caller commits after each batch, so a crash
+can duplicate at most the messages of one batch, never a whole chunk.
+
+- accepted → ``sent``; a 5xx, a bad address or a template error → ``failed``
+  with the reason, and the batch goes on; a user deactivated since → ``suppressed``;
+- transient trouble (4xx, timeout, lost connection) stops the job: what was
+  sent is recorded, the rest stays ``pending`` for procrastinate's retry (or,
+  on the final attempt, becomes ``failed`` with the last reason).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage as MimeMessage
 
-import aiosmtplib
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jobs import ledger
 from jobs.errors import JobsError
+from jobs.ledger import Outcome, Pending
 from jobs.mail import smtp
 from jobs.mail.config import MailConfig
-from jobs.mail.message import build_message, message_id_for
+from jobs.mail.message import Outgoing, build_wire, message_id_for
+from jobs.mail.pool import SmtpPool
+from jobs.mail.ratelimit import RateLimiter
 from jobs.mail.templates import render
-from jobs.models import EmailMessage, EmailStatus
+from jobs.models import EmailStatus
 
 logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 50  # rows per transaction: the most a crash can duplicate
+
+
+def batch_size(rate: float | None) -> int:
+    """`BATCH_SIZE`, or about one second of budget under a rate limit."""
+    return BATCH_SIZE if rate is None else max(1, min(BATCH_SIZE, math.ceil(rate)))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What one delivery job works with; built once, at the task's edge."""
+
+    mail: MailConfig
+    pool: SmtpPool
+    limiter: RateLimiter
+    final_attempt: bool
+    interrupted: Callable[[], str] = lambda: "delivery interrupted"
+    batch_size: int = BATCH_SIZE
 
 
 @dataclass
 class Report:
-    """What one delivery pass did; ``retry`` is the transient error to re-raise."""
+    """Progress of one job over its batches; ``error`` is re-raised after the commit."""
 
     sent: int = 0
     failed: int = 0
-    retry: BaseException | None = None
+    suppressed: int = 0
+    after: int = 0  # the last id handled: the next batch starts above it
+    done: bool = False
+    error: BaseException | None = field(default=None, repr=False)
 
     def summary(self) -> dict[str, int]:
-        return {"sent": self.sent, "failed": self.failed}
+        return {"sent": self.sent, "failed": self.failed, "suppressed": self.suppressed}
 
 
-def compose(row: EmailMessage, mail: MailConfig) -> MimeMessage:
-    """Render and build the MIME message for one ledger row."""
+def compose(row: Pending, mail: MailConfig) -> tuple[Outgoing, str]:
+    """Render and build the MIME message for one row; returns it and its subject."""
     context = {**mail.template_globals, **(row.context or {})}
     rendered = render(row.template, context, mail.template_dirs)
     subject = row.subject or rendered.subject
     if not subject:
         raise JobsError(f"template {row.template!r} sets no subject and none was given")
-    row.subject = subject
-    return build_message(
+    message = build_wire(
         sender=mail.sender,
         sender_name=mail.sender_name,
         to=row.to_address,
@@ -55,73 +88,100 @@ def compose(row: EmailMessage, mail: MailConfig) -> MimeMessage:
         message_id=message_id_for(row.idempotency_key, mail.sender),
         headers=row.headers,
     )
+    return message, subject
 
 
-async def lock_pending(session: AsyncSession, ids: list[int]) -> list[EmailMessage]:
-    """The ``pending`` rows among ``ids``, locked; rows another job holds are skipped."""
-    query = (
-        select(EmailMessage)
-        .where(EmailMessage.id.in_(ids), EmailMessage.status == EmailStatus.PENDING)
-        .order_by(EmailMessage.id)
-        .with_for_update(skip_locked=True)
-    )
-    return list((await session.scalars(query)).all())
+def _fail(outcome: Outcome, reason: str) -> None:
+    outcome.status = EmailStatus.FAILED
+    outcome.error = reason
+    logger.warning("email %s failed: %s", outcome.id, reason)
 
 
-def _fail(row: EmailMessage, reason: str, report: Report) -> None:
-    row.status = EmailStatus.FAILED
-    row.last_error = reason
-    report.failed += 1
-    logger.warning("email %s failed: %s", row.id, reason)
+async def send_all(
+    rows: Sequence[Pending], outcomes: dict[int, Outcome], run: Delivery
+) -> BaseException | None:
+    """Send ``rows`` over up to ``pool.max_size`` connections at once.
 
-
-async def deliver_messages(
-    session: AsyncSession, ids: list[int], *, mail: MailConfig, final_attempt: bool
-) -> Report:
-    """Send the pending rows among ``ids``; never commits.
-
-    A transient error stops the pass: the rows not yet sent keep ``pending``
-    (or become ``failed`` on the final attempt) and the error is returned in
-    `Report.retry` so the caller can commit what was sent, then raise it.
+    Fills ``outcomes`` as messages complete (so a cancelled caller still knows
+    what was sent) and returns the transient error that stopped it, if any.
     """
-    report = Report()
-    rows = await lock_pending(session, ids)
-    client: aiosmtplib.SMTP | None = None
-    try:
-        for index, row in enumerate(rows):
-            row.attempts += 1
+    slots = await run.limiter.reserve(len(rows))
+    queue = iter(enumerate(rows))
+    stop: list[BaseException] = []
+
+    async def sender() -> None:
+        for index, row in queue:  # one shared iterator: each row goes to one sender
+            if stop:
+                return
+            outcome = outcomes[row.id] = Outcome(row.id)
             try:
-                message = compose(row, mail)
-            except JobsError as exc:
-                _fail(row, str(exc), report)
+                message, outcome.subject = compose(row, run.mail)
+            except Exception as exc:  # a bad template or address fails this message only
+                _fail(outcome, str(exc) if isinstance(exc, JobsError) else smtp.describe(exc))
                 continue
+            await slots.wait(index)
+            outcome.attempted = True  # a failed connect is a failed attempt too
             try:
-                if client is None:
-                    client = smtp.client(mail.smtp)
-                    await client.connect()
-                await smtp.send(client, message)
+                async with run.pool.connection() as client:
+                    if stop:  # another sender met trouble while this one waited
+                        outcome.attempted = False
+                        return
+                    await smtp.send(client, message)
             except smtp.Rejected as exc:
-                _fail(row, str(exc), report)
+                _fail(outcome, str(exc))
                 continue
-            except smtp.TRANSIENT_ERRORS as exc:
-                reason = f"{smtp.describe(exc)} (server {mail.smtp.address})"
-                for pending in rows[index:]:
-                    if final_attempt:
-                        _fail(pending, reason, report)
-                    else:
-                        pending.last_error = reason
-                report.retry = exc
-                logger.info("delivery interrupted, will retry: %s", reason)
-                break
-            row.status = EmailStatus.SENT
-            row.message_id = message["Message-ID"]
-            row.sent_at = datetime.now(UTC)
-            row.last_error = None
-            report.sent += 1
-    finally:
-        if client is not None and client.is_connected:
-            try:
-                await client.quit()
-            except smtp.TRANSIENT_ERRORS:
-                client.close()
-    return report
+            except Exception as exc:
+                outcome.error = f"{smtp.describe(exc)} (server {run.mail.smtp.address})"
+                stop.append(exc)
+                return
+            outcome.status = EmailStatus.SENT
+            outcome.message_id = message.message_id
+            outcome.sent_at = datetime.now(UTC)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(run.pool.max_size, len(rows))):
+            group.create_task(sender())
+    return stop[0] if stop else None
+
+
+async def deliver_batch(
+    session: AsyncSession, ids: Sequence[int], report: Report, run: Delivery
+) -> None:
+    """Lock, send and record the next batch of ``ids``; never commits.
+
+    A transient error or a cancellation (job timeout) ends the job: it is put
+    in ``report.error`` for the caller to raise once this batch is committed.
+    """
+    rows = await ledger.lock_batch(session, ids, after=report.after, limit=run.batch_size)
+    report.done = len(rows) < run.batch_size
+    if rows:
+        report.after = rows[-1].id
+    outcomes = {
+        row.id: Outcome(row.id, EmailStatus.SUPPRESSED, error="suppressed: the user is inactive")
+        for row in rows
+        if row.inactive
+    }
+    reason: str | None = None
+    try:
+        error = await send_all([row for row in rows if not row.inactive], outcomes, run)
+    except asyncio.CancelledError as exc:  # recorded below, then re-raised by the caller
+        error, reason = exc, run.interrupted()
+        for outcome in outcomes.values():
+            if outcome.attempted and outcome.status == EmailStatus.PENDING:
+                outcome.error = reason
+    if error is not None:
+        report.error, report.done = error, True
+        reason = reason or next(
+            (o.error for o in outcomes.values() if o.error and o.status == EmailStatus.PENDING),
+            smtp.describe(error),
+        )
+        logger.info(
+            "delivery stopped, %s: %s", "giving up" if run.final_attempt else "will retry", reason
+        )
+    await ledger.record(session, outcomes.values())
+    for outcome in outcomes.values():
+        report.sent += outcome.status == EmailStatus.SENT
+        report.failed += outcome.status == EmailStatus.FAILED
+        report.suppressed += outcome.status == EmailStatus.SUPPRESSED
+    if reason is not None and run.final_attempt:
+        report.failed += await ledger.fail_pending(session, ids, f"gave up: {reason}")

@@ -188,3 +188,22 @@ class JobResult(Base):
 
     def __repr__(self) -> str:
         return f"JobResult(job_id={self.job_id!r}, status={self.status!r})"
+
+
+# Delivery (issue 3) ---------------------------------------------------------
+
+
+class MailRateLimit(Base):
+    """Send slots shared by every worker: the next free slot per SMTP server.
+
+    One row per limited server; a worker reserves slots by moving ``next_free``
+    forward in one atomic UPDATE (see `jobs.mail.ratelimit`).
+    """
+
+    __tablename__ = "mail_rate_limits"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    next_free: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    def __repr__(self) -> str:
+        return f"MailRateLimit(name={self.name!r}, next_free={self.next_free!r})"

@@ -54,6 +54,19 @@ class Settings(BaseSettings):
     MAIL_TIMEOUT: Annotated[float, Field(gt=0)] = 30.0
     MAIL_TEMPLATE_DIR: Path | None = None
 
+    # Delivery engine (issue 3): SMTP pool, retries, global rate limit, job timeout
+    MAIL_MAX_CONNECTIONS: Annotated[int, Field(ge=1, le=100)] = 4
+    MAIL_RATE_LIMIT: Annotated[float, Field(gt=0, le=100_000)] | None = None
+    MAIL_MAX_ATTEMPTS: Annotated[int, Field(ge=1, le=50)] = 10
+    MAIL_RETRY_MAX_DELAY: Annotated[float, Field(ge=1, le=86_400)] = 1800.0
+    JOB_TIMEOUT_SECONDS: Annotated[float, Field(gt=0, le=86_400)] = 900.0
+
+    @field_validator("MAIL_RATE_LIMIT", mode="before")
+    @classmethod
+    def _blank_rate_is_unlimited(cls, value: Any) -> Any:
+        """``MAIL_RATE_LIMIT=`` (empty, as in .env.example) means no limit."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     # Application
     FRONTEND_URL: AnyHttpUrl = AnyHttpUrl("http://localhost:3000")
     SECRET_KEY: SecretStr | None = None

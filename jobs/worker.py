@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from jobs.app import QUEUES, app
 from jobs.db import dispose_engines
+from jobs.mail.pool import close_pool
 
 logger = logging.getLogger(__name__)
 
@@ -28,4 +29,5 @@ async def run_worker(
                 listen_notify=not drain,
             )
     finally:
+        await close_pool()  # also done when the app closes; harmless twice
         await dispose_engines()

@@ -157,4 +157,4 @@ def test_procrastinate_cli_worker_records_results_too(database_url: str, smtp: S
         timeout=60,
         check=True,
     )
-    assert get_result(job_id).value == {"sent": 1, "failed": 0}
+    assert get_result(job_id).value == {"sent": 1, "failed": 0, "suppressed": 0}

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from typing import Any
 
+import psycopg
+import pytest
 from sqlalchemy import select
 
 from jobs.db import session_factory
+from jobs.delivery import BATCH_SIZE, batch_size
 from jobs.email import BULK_PRIORITY, defer_delivery, enqueue_email
-from jobs.models import EmailMessage, EmailStatus
-from jobs.sink import Sink
-from tests.conftest import drain, faults
+from jobs.models import EmailMessage, EmailStatus, User
+from jobs.settings import get_settings
+from jobs.sink import Sink, free_port
+from jobs.tasks.email_tasks import DELIVER_TASK
+from jobs.timeout import set_task_timeout
+from tests.conftest import count, drain, faults
 
 
-def _chunk(url: str, n: int, **overrides: Any) -> list[int]:
+def _chunk(url: str, n: int, *, offset: int = 0, **overrides: Any) -> list[int]:
     """``n`` ledger rows and ONE delivery job for all of them."""
     with session_factory(url)() as session, session.begin():
         rows = [
@@ -25,7 +35,7 @@ def _chunk(url: str, n: int, **overrides: Any) -> list[int]:
                 context={"username": f"user{i}"},
                 **overrides,
             )
-            for i in range(n)
+            for i in range(offset, offset + n)
         ]
         session.add_all(rows)
         session.flush()
@@ -145,3 +155,181 @@ async def test_exhausted_retries_fail_with_the_last_reason(database_url: str, sm
     assert {r.status for r in rows} == {EmailStatus.FAILED}
     assert all("421" in (r.last_error or "") for r in rows)
     assert smtp.messages == []
+
+
+def _job_attempts(url: str) -> list[int]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT attempts FROM procrastinate_jobs ORDER BY id").fetchall()
+    return [int(r[0]) for r in rows]
+
+
+async def test_header_injection_through_the_context_is_refused(
+    database_url: str, smtp: Sink
+) -> None:
+    # The welcome subject embeds the username: CR/LF there must not become headers.
+    with session_factory(database_url)() as session, session.begin():
+        enqueue_email(
+            session,
+            to="x@example.com",
+            template="welcome",
+            context={"username": "eve\r\nBcc: victim@example.com"},
+        )
+    await drain()
+    assert smtp.messages == []
+    [row] = _ledger(database_url)
+    assert row.status == EmailStatus.FAILED
+    assert "control character" in (row.last_error or "")
+
+
+async def test_an_invalid_address_fails_alone(database_url: str, smtp: Sink) -> None:
+    ids = _chunk(database_url, 3)
+    with session_factory(database_url)() as session, session.begin():
+        session.get_one(EmailMessage, ids[1]).to_address = "not an address"
+    await drain()
+    rows = _ledger(database_url)
+    assert [r.status for r in rows] == [EmailStatus.SENT, EmailStatus.FAILED, EmailStatus.SENT]
+    assert "not an address" in (rows[1].last_error or "")
+    assert len(smtp.messages) == 2
+
+
+async def test_inactive_users_are_suppressed_not_sent(database_url: str, smtp: Sink) -> None:
+    with session_factory(database_url)() as session, session.begin():
+        users = [User(email=f"u{i}@example.com", username=f"u{i}") for i in range(4)]
+        session.add_all(users)
+        session.flush()
+        rows = [
+            EmailMessage(
+                idempotency_key=f"promo:{u.id}",
+                kind="promo",
+                user_id=u.id,
+                to_address=u.email,
+                template="welcome",
+                context={"username": u.username},
+            )
+            for u in users
+        ]
+        session.add_all(rows)
+        session.flush()
+        defer_delivery(session, [r.id for r in rows], priority=BULK_PRIORITY)
+    with session_factory(database_url)() as session, session.begin():
+        session.get_one(User, users[1].id).is_active = False  # deactivated before sending
+    await drain()
+    ledger = _ledger(database_url)
+    assert [r.status for r in ledger] == [
+        EmailStatus.SENT,
+        EmailStatus.SUPPRESSED,
+        EmailStatus.SENT,
+        EmailStatus.SENT,
+    ]
+    assert ledger[1].attempts == 0
+    assert sorted(m["To"] for m in faults(smtp).parsed()) == [
+        "u0@example.com",
+        "u2@example.com",
+        "u3@example.com",
+    ]
+
+
+async def test_connections_are_reused_across_messages_and_jobs(
+    database_url: str, smtp: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAIL_MAX_CONNECTIONS", "2")
+    get_settings.cache_clear()
+    for _ in range(8):
+        _chunk(database_url, 10, offset=len(_ledger(database_url)))
+    await drain(concurrency=4)
+    assert {r.status for r in _ledger(database_url)} == {EmailStatus.SENT}
+    assert len(smtp.messages) == 80
+    assert 1 <= smtp.handler.connections <= 2
+
+
+async def test_a_chunk_larger_than_a_batch_is_sent_once(database_url: str, smtp: Sink) -> None:
+    faults(smtp).drop_after = 2 * BATCH_SIZE + 5  # in the third batch
+    _chunk(database_url, 3 * BATCH_SIZE + 7)
+    await drain()
+    rows = _ledger(database_url)
+    assert {r.status for r in rows} == {EmailStatus.SENT}
+    recipients = [m["To"] for m in faults(smtp).parsed()]
+    assert sorted(recipients) == sorted(r.to_address for r in rows)
+    assert max(r.attempts for r in rows) == 2  # the rows of the interrupted batch
+
+
+async def test_a_hung_server_times_the_job_out_and_the_retry_sends_once(
+    database_url: str, smtp: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOB_TIMEOUT_SECONDS", "1")
+    get_settings.cache_clear()
+    faults(smtp).stall_mail.append(30)  # the first MAIL command hangs
+    _chunk(database_url, 1)
+    await drain()
+    [row] = _ledger(database_url)
+    assert row.status == EmailStatus.SENT
+    assert row.attempts == 2
+    assert len(smtp.messages) == 1
+    assert _job_attempts(database_url) == [2]  # two runs: timed out, then sent
+
+
+async def test_a_task_timeout_override_applies_and_exhaustion_fails_with_the_reason(
+    database_url: str, smtp: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAIL_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("MAIL_MAX_CONNECTIONS", "1")  # the other two wait behind the hung one
+    get_settings.cache_clear()
+    set_task_timeout(DELIVER_TASK, 0.5)
+    try:
+        faults(smtp).stall_mail.append(30)
+        _chunk(database_url, 3)
+        await drain()
+    finally:
+        set_task_timeout(DELIVER_TASK, None)
+    rows = _ledger(database_url)
+    assert {r.status for r in rows} == {EmailStatus.FAILED}
+    assert all("timed out after 0.5 s" in (r.last_error or "") for r in rows)
+    assert [r.attempts for r in rows] == [1, 0, 0]  # only the first was tried
+    assert smtp.messages == []
+
+
+def test_a_crashed_worker_leaves_at_most_one_batch_unrecorded(
+    database_url: str, smtp: Sink
+) -> None:
+    """SIGKILL mid-chunk: everything the sink got, except one batch in flight, is `sent`."""
+    rate = 40  # slow enough to kill the worker mid-chunk; one batch = 40 messages
+    _chunk(database_url, 200)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "jobs.cli", "worker", "--queues", "email"],
+        env={**os.environ, "MAIL_RATE_LIMIT": str(rate)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(smtp.messages) < 100:
+            assert time.monotonic() < deadline, "the worker sent too little"
+            time.sleep(0.02)
+    finally:
+        worker.kill()
+        worker.wait(timeout=30)
+    time.sleep(0.3)  # let the sink finish what was on the wire
+    received = len(smtp.messages)
+    recorded = count(database_url, "SELECT count(*) FROM email_messages WHERE status = 'sent'")
+    assert recorded <= received < 200
+    assert received - recorded <= batch_size(rate)
+
+
+async def test_an_unreachable_server_is_retried_then_fails_with_its_address(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("MAIL_SERVER", "127.0.0.1")
+    monkeypatch.setenv("MAIL_PORT", str(port))
+    monkeypatch.setenv("MAIL_MAX_ATTEMPTS", "3")
+    get_settings.cache_clear()
+    _chunk(database_url, 2)
+    await drain()
+    rows = _ledger(database_url)
+    assert {r.status for r in rows} == {EmailStatus.FAILED}
+    for row in rows:
+        assert row.last_error is not None
+        assert row.last_error.startswith("gave up: ")
+        assert f"127.0.0.1:{port}" in row.last_error
+        assert 1 <= row.attempts <= 3
+    assert _job_attempts(database_url) == [3]

@@ -54,10 +54,10 @@ async def test_delivery_summary_is_the_result(backend: str, database_url: str, s
     result = await answers(job_id)
     assert (result.state, result.value, result.task_name) == (
         State.SUCCEEDED,
-        {"sent": 1, "failed": 0},
+        {"sent": 1, "failed": 0, "suppressed": 0},
         "email.deliver",
     )
-    assert str(result) == 'succeeded: {"sent": 1, "failed": 0}'
+    assert str(result) == 'succeeded: {"sent": 1, "failed": 0, "suppressed": 0}'
     assert result.finished_at is not None
 
 

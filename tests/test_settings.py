@@ -130,3 +130,39 @@ def test_redis_is_optional_and_its_password_stays_secret() -> None:
         1048576,
         "jobs",
     )
+
+
+# --- Delivery engine (issue 3) ---------------------------------------------------------
+
+
+def test_delivery_settings_defaults_and_blank_rate_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MAIL_RATE_LIMIT", "MAIL_MAX_CONNECTIONS", "JOB_TIMEOUT_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.MAIL_RATE_LIMIT is None  # unlimited
+    assert settings.MAIL_MAX_CONNECTIONS >= 1
+    assert settings.JOB_TIMEOUT_SECONDS >= 60  # generous
+    with open(".env", "w") as env:
+        env.write("MAIL_RATE_LIMIT=\nMAIL_MAX_ATTEMPTS=3\n")  # as in .env.example
+    settings = load_settings()
+    assert (settings.MAIL_RATE_LIMIT, settings.MAIL_MAX_ATTEMPTS) == (None, 3)
+    assert load_settings(MAIL_RATE_LIMIT="12.5").MAIL_RATE_LIMIT == 12.5
+
+
+def test_bad_delivery_settings_name_the_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            MAIL_RATE_LIMIT="0",
+            MAIL_MAX_CONNECTIONS="0",
+            MAIL_MAX_ATTEMPTS="0",
+            MAIL_RETRY_MAX_DELAY="-1",
+            JOB_TIMEOUT_SECONDS="0",
+        )
+    lines = str(info.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "MAIL_MAX_CONNECTIONS",
+        "MAIL_RATE_LIMIT",
+        "MAIL_MAX_ATTEMPTS",
+        "MAIL_RETRY_MAX_DELAY",
+        "JOB_TIMEOUT_SECONDS",
+    ]

@@ -1,16 +1,16 @@
 """Talking to the SMTP server (aiosmtplib): connect, send, classify failures.
 
-A refusal the server means (5xx) raises `Rejected`; everything else —
-4xx, timeouts, dropped connections — propagates as transient.
+A refusal the server means (5xx), or a message this server cannot take at all
+(an address aiosmtplib refuses, SMTPUTF8 unsupported), raises `Rejected`;
+everything else — 4xx, timeouts, dropped connections — propagates as transient.
 """
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-
 import aiosmtplib
 
 from jobs.mail.config import SmtpConfig
+from jobs.mail.message import Outgoing
 
 # What a retry may heal: SMTP 4xx, timeouts, refused or dropped connections.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -21,11 +21,15 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class Rejected(Exception):
-    """The server refused this message for good (5xx)."""
+    """This message can never be sent as it is (5xx, unsendable address)."""
 
 
 def client(config: SmtpConfig) -> aiosmtplib.SMTP:
-    """An unconnected client for ``config``; TLS mode and timeouts applied."""
+    """An unconnected client for ``config``; TLS mode and timeouts applied.
+
+    ``start_tls`` is always explicit: True insists on STARTTLS (no silent
+    fallback to plain text), False never upgrades.
+    """
     return aiosmtplib.SMTP(
         hostname=config.host,
         port=config.port,
@@ -37,10 +41,15 @@ def client(config: SmtpConfig) -> aiosmtplib.SMTP:
     )
 
 
-async def send(smtp: aiosmtplib.SMTP, message: EmailMessage) -> None:
+async def send(smtp: aiosmtplib.SMTP, message: Outgoing) -> None:
     """Send one message on a connected client; raise `Rejected` on a 5xx."""
+    options = ["SMTPUTF8"] if message.smtputf8 else None
     try:
-        await smtp.send_message(message)
+        await smtp.sendmail(message.sender, [message.recipient], message.data, mail_options=options)
+    except aiosmtplib.SMTPNotSupported as exc:
+        raise Rejected(describe(exc)) from exc
+    except ValueError as exc:  # an address aiosmtplib will not put on the wire
+        raise Rejected(describe(exc)) from exc
     except aiosmtplib.SMTPRecipientsRefused as exc:
         codes = [r.code for r in exc.recipients]
         if all(500 <= code < 600 for code in codes):

@@ -48,17 +48,19 @@ def ensure_template(name: str, directories: Sequence[Path]) -> None:
         raise UnknownTemplate(
             f"invalid template name {name!r}: use lowercase letters, digits, '-' and '_'"
         )
-    if (name, *directories) in _found:
+    key = (name, tuple(directories))
+    if key in _found:
         return
     for suffix in ("html", "txt"):
         if not any((d / f"{name}.{suffix}").is_file() for d in directories):
             where = ", ".join(str(d) for d in directories)
             raise UnknownTemplate(f"unknown email template {name!r}: no {name}.{suffix} in {where}")
-    _found.add((name, *directories))
+    _found.add(key)
 
 
-# Templates seen to exist (enqueueing is hot; a template removed later fails at send).
-_found: set[tuple[str | Path, ...]] = set()
+# (name, directories) found once: like the compiled templates (auto_reload=False),
+# the answer is kept for the life of the process; a worker renders thousands.
+_found: set[tuple[str, tuple[Path, ...]]] = set()
 
 
 def render(name: str, context: Mapping[str, Any], directories: Sequence[Path]) -> Rendered:

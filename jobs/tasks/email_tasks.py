@@ -2,38 +2,87 @@
 
 from __future__ import annotations
 
-from procrastinate import JobContext, RetryStrategy
+import asyncio
+import logging
+
+from procrastinate import JobContext
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.app import app
-from jobs.db import async_session_factory, database_url
-from jobs.delivery import deliver_messages
+from jobs.db import async_engine, database_url
+from jobs.delivery import Delivery, Report, batch_size, deliver_batch
 from jobs.mail.config import MailConfig
+from jobs.mail.pool import get_pool
+from jobs.mail.ratelimit import RateLimiter
 from jobs.results import store_result_async
-from jobs.settings import get_settings
+from jobs.retry import Backoff, BackoffRetry
+from jobs.settings import Settings, get_settings
+from jobs.timeout import deadline_passed, timeout_for
+
+logger = logging.getLogger(__name__)
 
 DELIVER_TASK = "email.deliver"
 EMAIL_QUEUE = "email"
-MAX_ATTEMPTS = 5  # retries after the first run
+RETRY_BASE_DELAY = 10.0  # seconds before the first retry; doubles each time
 
-retry = RetryStrategy(max_attempts=MAX_ATTEMPTS, exponential_wait=2)
+
+def backoff(settings: Settings) -> Backoff:
+    return Backoff(
+        max_attempts=settings.MAIL_MAX_ATTEMPTS,
+        base_delay=RETRY_BASE_DELAY,
+        max_delay=settings.MAIL_RETRY_MAX_DELAY,
+    )
+
+
+# Per-message failures never leave the task, so whatever does (SMTP 4xx, a lost
+# connection, a timeout, a database error, a shutdown's cancellation) left rows
+# pending: retry it. The final attempt marks those rows failed instead.
+retry = BackoffRetry(lambda: backoff(get_settings()), (Exception, asyncio.CancelledError))
+
+
+def _interrupted(context: JobContext, settings: Settings) -> str:
+    if deadline_passed(context):
+        limit = timeout_for(DELIVER_TASK, settings.JOB_TIMEOUT_SECONDS)
+        return f"job timed out after {limit:g} s (JOB_TIMEOUT_SECONDS)"
+    return "delivery interrupted (worker stopped or job aborted)"
 
 
 @app.task(name=DELIVER_TASK, queue=EMAIL_QUEUE, retry=retry, pass_context=True)
 async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]:
-    """Send the pending messages among ``message_ids``; transient errors retry."""
+    """Send the pending messages among ``message_ids``, one committed batch at a time.
+
+    Transient trouble is raised after the batch that met it is committed, so
+    procrastinate retries the job for the rows still pending.
+    """
     settings = get_settings()
-    sessions = async_session_factory(database_url(settings))
-    final = context.job.attempts >= MAX_ATTEMPTS  # procrastinate retries while attempts < max
-    async with sessions() as session, session.begin():
-        report = await deliver_messages(
-            session, message_ids, mail=MailConfig.from_settings(settings), final_attempt=final
-        )
-        # Results (issue 6): the summary commits with the ledger updates (not on
-        # an attempt that is about to retry: its summary would be partial).
-        if report.retry is None or final:
-            await store_result_async(
-                session, job_id=context.job.id, task_name=DELIVER_TASK, result=report.summary()
-            )
-    if report.retry is not None and not final:
-        raise report.retry
+    url = database_url(settings)
+    mail = MailConfig.from_settings(settings)
+    run = Delivery(
+        mail=mail,
+        pool=get_pool(mail.smtp, settings.MAIL_MAX_CONNECTIONS),
+        limiter=RateLimiter(async_engine(url), settings.MAIL_RATE_LIMIT, mail.smtp.address),
+        final_attempt=backoff(settings).is_final(context.job.attempts),
+        interrupted=lambda: _interrupted(context, settings),
+        batch_size=batch_size(settings.MAIL_RATE_LIMIT),
+    )
+    report = Report()
+    # One connection for the whole job (no pool checkout per batch), one transaction per batch.
+    async with (
+        async_engine(url).connect() as connection,
+        AsyncSession(bind=connection, expire_on_commit=False) as session,
+    ):
+        while not report.done:
+            async with session.begin():
+                await deliver_batch(session, message_ids, report, run)
+                if report.done and report.error is None:
+                    # The summary commits with the last batch's ledger updates.
+                    await store_result_async(
+                        session,
+                        job_id=context.job.id,
+                        task_name=DELIVER_TASK,
+                        result=report.summary(),
+                    )
+    logger.info("email.deliver job %s: %s", context.job.id, report.summary())
+    if report.error is not None:
+        raise report.error
     return report.summary()
