@@ -44,5 +44,16 @@ worker: install ## Run a worker on every queue
 status: install ## Show queues, workers, rates and the email ledger
 	$(BIN)/jobs status
 
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e . --group bench
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) ## Every benchmark scenario (about 30 min); writes bench/RESULTS.md
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-quick: $(BENCH_STAMP) ## A smoke run of the benchmarks (seconds), output in .data/bench
+	$(BIN)/python -m bench.run --quick --output .data/bench/RESULTS-quick.md $(BENCH_ARGS)
+
 clean: ## Remove the virtualenv and local data (.data)
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

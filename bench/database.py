@@ -46,8 +46,9 @@ def fresh_database(name: str = "jobs_bench") -> Iterator[str]:
 
 
 def seed_users(url: str, count: int) -> None:
-    """``count`` active users, inserted set-based (seconds for 100k)."""
+    """Exactly ``count`` active users (any earlier ones go), inserted set-based."""
     with psycopg.connect(url) as conn:
+        conn.execute("TRUNCATE users RESTART IDENTITY CASCADE")
         conn.execute(
             "INSERT INTO users (email, username) "
             "SELECT 'user' || g || '@example.com', 'user' || g FROM generate_series(1, %s) g",
