@@ -27,22 +27,6 @@ def test_worker_drain_processes_due_jobs_and_exits_zero(database_url: str, smtp:
     assert count(database_url, "SELECT count(*) FROM email_messages WHERE status = 'sent'") == 3
 
 
-def test_procrastinate_cli_can_load_the_app(database_url: str, smtp: Sink) -> None:
-    """`procrastinate --app=jobs.app.app worker` is the other way to run a worker."""
-    with session_factory(database_url)() as session, session.begin():
-        enqueue_email(session, to="p@example.com", template="welcome", context={"username": "p"})
-    result = subprocess.run(
-        [sys.executable, "-m", "procrastinate", "--app=jobs.app.app", "worker", "--one-shot"],
-        env=os.environ.copy(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert len(smtp.messages) == 1
-
-
 def test_unreachable_database_is_one_line_naming_host_and_port(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
