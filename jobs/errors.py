@@ -37,3 +37,7 @@ class HeaderInjection(JobsError, ValueError):
 
 class InvalidContext(JobsError, ValueError):
     """A template context that cannot be stored (not JSON-serializable)."""
+
+
+class JobStateError(JobsError):
+    """No such job, or it is not in a state that allows the operation (operations)."""
