@@ -1,0 +1,213 @@
+"""`jobs status`: one snapshot of queues, workers, task rates, the ledger and promotion runs,
+rendered as one screen of text or as JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from jobs import monitor
+
+
+@dataclass
+class QueueRow:
+    queue: str
+    todo: int
+    due: int
+    doing: int
+    failed: int  # failed jobs kept (what `jobs retry-failed` can re-queue)
+    oldest_due_seconds: float | None
+    outcomes: monitor.Counts
+
+
+@dataclass
+class TaskRow:
+    task: str
+    outcomes: monitor.Counts
+    failure_rate: dict[str, float | None]  # window -> failed / (succeeded + failed)
+
+
+@dataclass
+class Status:
+    generated_at: datetime
+    stalled_after: float
+    queues: list[QueueRow]
+    workers: list[monitor.WorkerRow]
+    tasks: list[TaskRow]
+    ledger: monitor.Ledger
+    promotion_runs: list[dict[str, Any]] | None  # None: no promotion_runs table
+
+
+def _rate(counts: monitor.Counts, window: str) -> float | None:
+    done = counts["succeeded"][window] + counts["failed"][window]
+    return None if done == 0 else counts["failed"][window] / done
+
+
+def collect(session: Session, *, stalled_after: float, queues: Iterable[str] = ()) -> Status:
+    """Everything `jobs status` shows; ``queues`` are listed even when empty."""
+    now = monitor.gauges(session, stalled_after=stalled_after)
+    by_queue, by_task = monitor.outcomes(session)
+    names = sorted({*queues, *(q for q, _ in now.jobs), *by_queue})
+    queue_rows = [
+        QueueRow(
+            queue=name,
+            todo=now.jobs.get((name, "todo"), 0),
+            due=now.due.get(name, 0),
+            doing=now.jobs.get((name, "doing"), 0),
+            failed=now.jobs.get((name, "failed"), 0),
+            oldest_due_seconds=now.lag.get(name),
+            outcomes=by_queue.get(name, monitor.empty_counts()),
+        )
+        for name in names
+    ]
+    task_rows = [
+        TaskRow(task, counts, {w: _rate(counts, w) for w in monitor.WINDOWS})
+        for task, counts in sorted(by_task.items())
+    ]
+    return Status(
+        generated_at=datetime.now(UTC),
+        stalled_after=stalled_after,
+        queues=queue_rows,
+        workers=monitor.workers(session, stalled_after=stalled_after),
+        tasks=task_rows,
+        ledger=monitor.ledger(session),
+        promotion_runs=monitor.promotion_runs(session),
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return str(value)
+
+
+def as_json(status: Status) -> str:
+    return json.dumps(asdict(status), default=_plain, indent=2, sort_keys=True)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
+
+
+def _table(header: Sequence[object], rows: Iterable[Sequence[object]]) -> list[str]:
+    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        padded = [
+            row[0].ljust(widths[0]),
+            *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)),
+        ]
+        return "  " + "  ".join(padded).rstrip()
+
+    return [line(row) for row in cells]
+
+
+_KINDS = ("succeeded", "failed", "retried")
+
+
+def _windows(counts: monitor.Counts) -> list[str]:
+    return [f"{counts[k]['1h']} | {counts[k]['24h']}" for k in _KINDS]
+
+
+def _queues(status: Status) -> list[str]:
+    header = ("queue", "todo", "due", "doing", "lag", "ok", "failed", "retried", "failed kept")
+    rows = [
+        [
+            q.queue,
+            q.todo,
+            q.due,
+            q.doing,
+            _age(q.oldest_due_seconds),
+            *_windows(q.outcomes),
+            q.failed,
+        ]
+        for q in status.queues
+    ]
+    return ["Queues (lag: oldest due job; ok/failed/retried: last 1h | 24h)", *_table(header, rows)]
+
+
+def _workers(status: Status) -> list[str]:
+    alive = sum(w.alive for w in status.workers)
+    title = f"Workers: {alive} alive (stalled after {_age(status.stalled_after)} without heartbeat)"
+    rows = [
+        [
+            w.id,
+            _age(w.seconds_since_heartbeat) + " ago",
+            w.running,
+            "alive" if w.alive else "STALLED",
+        ]
+        for w in status.workers
+    ]
+    return [title, *(_table(("worker", "heartbeat", "running", "state"), rows) if rows else [])]
+
+
+def _tasks(status: Status) -> list[str]:
+    if not status.tasks:
+        return ["Tasks", "  no job finished in the last 24h"]
+    rows = [
+        [
+            t.task,
+            *_windows(t.outcomes),
+            f"{_pct(t.failure_rate['1h'])} | {_pct(t.failure_rate['24h'])}",
+        ]
+        for t in status.tasks
+    ]
+    header = ("task", "ok", "failed", "retried", "failure rate")
+    return ["Tasks (last 1h | 24h)", *_table(header, rows)]
+
+
+def _ledger(status: Status) -> list[str]:
+    led = status.ledger
+    title = f"Email ledger: {led.pending} pending (oldest {_age(led.oldest_pending_seconds)})"
+    statuses = sorted({*led.created["1h"], *led.created["24h"]})
+    if not statuses:
+        return [title, "  no email created in the last 24h"]
+    rows = [[w, *(led.created[w].get(s, 0) for s in statuses)] for w in monitor.WINDOWS]
+    return [title, *_table(("created in", *statuses), rows)]
+
+
+def _runs(status: Status) -> list[str]:
+    runs = status.promotion_runs
+    if runs is None:
+        return ["Promotion runs", "  no promotion_runs table in this database"]
+    if not runs:
+        return ["Promotion runs", "  none yet"]
+    columns = list(runs[0])
+    return [
+        "Promotion runs (latest)",
+        *_table(columns, ([_cell(r[c]) for c in columns] for r in runs)),
+    ]
+
+
+def render(status: Status) -> str:
+    """One screen of text."""
+    lines = [f"jobs status at {status.generated_at:%Y-%m-%d %H:%M:%S} UTC"]
+    for section in (_queues, _workers, _tasks, _ledger, _runs):
+        lines += ["", *section(status)]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)
