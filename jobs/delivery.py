@@ -15,6 +15,7 @@ import aiosmtplib
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jobs import metrics
 from jobs.errors import JobsError
 from jobs.mail import smtp
 from jobs.mail.config import MailConfig
@@ -23,6 +24,10 @@ from jobs.mail.templates import render
 from jobs.models import EmailMessage, EmailStatus
 
 logger = logging.getLogger(__name__)
+
+# `last_error` of a row failed because transient errors outlasted every retry: the
+# one kind of failure `jobs retry-failed` may reset to pending (see jobs.ledger).
+TRANSIENT_EXHAUSTED = "transient, retries exhausted: "
 
 
 @dataclass
@@ -71,6 +76,7 @@ def _fail(row: EmailMessage, reason: str, report: Report) -> None:
     row.status = EmailStatus.FAILED
     row.last_error = reason
     report.failed += 1
+    metrics.EMAILS.labels("failed").inc()
     logger.warning("email %s failed: %s", row.id, reason)
 
 
@@ -98,7 +104,8 @@ async def deliver_messages(
                 if client is None:
                     client = smtp.client(mail.smtp)
                     await client.connect()
-                await smtp.send(client, message)
+                with metrics.DELIVERY_DURATION.time():
+                    await smtp.send(client, message)
             except smtp.Rejected as exc:
                 _fail(row, str(exc), report)
                 continue
@@ -106,9 +113,10 @@ async def deliver_messages(
                 reason = f"{smtp.describe(exc)} (server {mail.smtp.address})"
                 for pending in rows[index:]:
                     if final_attempt:
-                        _fail(pending, reason, report)
+                        _fail(pending, TRANSIENT_EXHAUSTED + reason, report)
                     else:
                         pending.last_error = reason
+                        metrics.EMAILS.labels("deferred").inc()
                 report.retry = exc
                 logger.info("delivery interrupted, will retry: %s", reason)
                 break
@@ -117,6 +125,7 @@ async def deliver_messages(
             row.sent_at = datetime.now(UTC)
             row.last_error = None
             report.sent += 1
+            metrics.EMAILS.labels("sent").inc()
     finally:
         if client is not None and client.is_connected:
             try:

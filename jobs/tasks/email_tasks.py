@@ -27,6 +27,8 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
         report = await deliver_messages(
             session, message_ids, mail=MailConfig.from_settings(settings), final_attempt=final
         )
-    if report.retry is not None and not final:
+    if report.retry is not None:
+        # What was sent (and, on the final attempt, failed) is committed; raising makes
+        # procrastinate retry, or end the job `failed` after the last attempt.
         raise report.retry
     return report.summary()
