@@ -14,7 +14,10 @@ from jobs.settings import get_settings
 
 QUEUES = ("default", "email")
 
-TASK_MODULES = ("jobs.tasks.email_tasks",)
+TASK_MODULES = (
+    "jobs.tasks.email_tasks",
+    "jobs.tasks.maintenance",  # operations: stalled jobs, retention
+)
 
 
 def _conninfo() -> str:
