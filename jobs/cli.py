@@ -45,6 +45,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from procrastinate.exceptions import ConnectorException
+
+    from jobs.db import describe_server
+    from jobs.errors import DatabaseUnreachable
     from jobs.settings import get_settings
     from jobs.supervisor import Operations
     from jobs.worker import run_worker
@@ -53,7 +57,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     concurrency = args.concurrency or settings.WORKER_CONCURRENCY
     ops = Operations.from_settings(settings, url)
-    asyncio.run(run_worker(queues=args.queues, concurrency=concurrency, drain=args.drain, ops=ops))
+    try:
+        asyncio.run(
+            run_worker(queues=args.queues, concurrency=concurrency, drain=args.drain, ops=ops)
+        )
+    except ConnectorException as exc:  # the database went away under a running worker
+        cause = str(exc.__cause__ or exc).strip().splitlines() or ["connection lost"]
+        raise DatabaseUnreachable(
+            f"the worker lost PostgreSQL at {describe_server(url)}: {cause[0]}"
+        ) from None
     return 0
 
 

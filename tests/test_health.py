@@ -6,6 +6,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
+import pytest
 
 from jobs import cli
 from jobs.settings import get_settings
@@ -13,10 +14,10 @@ from tests.workers import get, http_port, spawn, wait_until
 
 
 def test_healthz_goes_503_when_the_database_goes_away(
-    server_url: str, database_url: str, tmp_path: Path, monkeypatch: object
+    server_url: str, database_url: str, tmp_path: Path
 ) -> None:
     port = http_port()
-    worker = spawn("worker", "--queues", "default", log=tmp_path / "w.log", http_port=port)
+    worker = spawn("worker", "--queues", "email", log=tmp_path / "w.log", http_port=port)
     url = f"http://127.0.0.1:{port}/healthz"
     seen: list[tuple[int, str]] = []
 
@@ -34,20 +35,22 @@ def test_healthz_goes_503_when_the_database_goes_away(
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # type: ignore[arg-type]
         wait_until(lambda: answered(503), "/healthz to report the lost database")
+        # Then the worker gives up (its pool times out) with one line, not a traceback.
+        assert worker.wait(timeout=120) == 2
     finally:
         worker.kill()
         worker.wait(timeout=120)
     assert seen[-1][1].startswith(("database", "the database")), seen[-1]
+    errors = [ln for ln in (tmp_path / "w.log").read_text().splitlines() if "jobs: error" in ln]
+    assert errors, "no one-line error"
+    assert errors[-1].startswith("jobs: error: the worker lost PostgreSQL at 127.0.0.1:")
 
 
 def test_healthcheck_command_asks_the_local_worker(
-    database_url: str, tmp_path: Path, monkeypatch: object, capsys: object
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pytest
-
-    mp: pytest.MonkeyPatch = monkeypatch  # type: ignore[assignment]
     port = http_port()
-    mp.setenv("WORKER_HTTP_PORT", str(port))
+    monkeypatch.setenv("WORKER_HTTP_PORT", str(port))
     get_settings.cache_clear()
     assert cli.main(["healthcheck", "--timeout", "2"]) == 1  # nobody listens yet
     worker = spawn("worker", "--queues", "default", log=tmp_path / "w.log", http_port=port)

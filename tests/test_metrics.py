@@ -69,3 +69,31 @@ def test_metrics_show_the_queue_the_work_and_the_emails(
     assert metrics[("process_resident_memory_bytes", ())] > 0
     assert health == (200, "ok\n")
     assert missing[0] == 404
+
+
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_outcomes_are_counted_per_job_and_per_email(database_url: str, smtp: Sink) -> None:
+    from jobs.worker import run_worker
+    from tests.conftest import faults
+
+    faults(smtp).data_replies.append("421 4.3.0 try later")
+    names = (
+        ("jobs_finished_total", {"task": "email.deliver", "outcome": "retried"}),
+        ("jobs_finished_total", {"task": "email.deliver", "outcome": "succeeded"}),
+        ("jobs_emails_total", {"outcome": "deferred"}),
+        ("jobs_emails_total", {"outcome": "sent"}),
+    )
+    before = [_sample(name, **labels) for name, labels in names]
+    with session_factory(database_url)() as session, session.begin():
+        enqueue_email(session, to="a@example.com", template="welcome", context={"username": "a"})
+    await run_worker(drain=True)
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the retry is due now
+        conn.execute("UPDATE procrastinate_jobs SET scheduled_at = now() WHERE status = 'todo'")
+    await run_worker(drain=True)
+    after = [_sample(name, **labels) for name, labels in names]
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1, 1]

@@ -95,3 +95,21 @@ def test_cli_prints_the_problem_without_traceback(
     assert "less than or equal to 65535" in err
     assert "Traceback" not in err
     assert "do-not-print-me" not in err
+
+
+# --- Operations (issue 5) ------------------------------------------------------------------
+
+
+def test_operations_settings_have_safe_defaults_and_clear_errors() -> None:
+    settings = load_settings()
+    assert (settings.WORKER_HTTP_HOST, settings.WORKER_HTTP_PORT) == ("127.0.0.1", 9464)
+    assert settings.JOB_RETENTION_DAYS == 7
+    with pytest.raises(ConfigError) as error:
+        load_settings(WORKER_HTTP_PORT=70000, WORKER_STALLED_AFTER=0, JOB_MAX_RECOVERIES=-1)
+    lines = str(error.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "WORKER_HTTP_PORT",
+        "WORKER_STALLED_AFTER",
+        "JOB_MAX_RECOVERIES",
+    ]
+    assert "70000" in lines[0]

@@ -62,3 +62,24 @@ async def test_second_sigterm_exits_at_once(database_url: str, tmp_path: Path) -
     assert marks(done_file) == ["start"]
     # Left `doing`: the stalled-job check re-queues it (tests/test_recovery.py).
     assert _statuses(database_url) == ["doing", "todo"]
+
+
+async def test_a_job_outliving_the_shutdown_timeout_is_interrupted_and_the_worker_exits_zero(
+    database_url: str, tmp_path: Path
+) -> None:
+    done_file, _never_released = await _defer_two(tmp_path)
+    log = tmp_path / "worker.log"
+    worker = spawn(
+        "worker",
+        "--queues",
+        "test",
+        "--concurrency",
+        "1",
+        log=log,
+        env={"WORKER_SHUTDOWN_TIMEOUT": "1"},
+    )
+    wait_until(lambda: marks(done_file) == ["start"], "the first job to start")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=120) == 0, log.read_text()
+    # Interrupted (test.block has no retry: aborted), never left `doing`.
+    assert _statuses(database_url) == ["aborted", "todo"]
