@@ -73,7 +73,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from jobs import status
+    from jobs import screen, status
     from jobs.app import QUEUES
     from jobs.db import session_factory
     from jobs.settings import get_settings
@@ -83,7 +83,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         snapshot = status.collect(
             session, stalled_after=get_settings().WORKER_STALLED_AFTER, queues=QUEUES
         )
-    print(status.as_json(snapshot) if args.json else status.render(snapshot))
+    print(status.as_json(snapshot) if args.json else screen.render(snapshot))
     return 0
 
 
