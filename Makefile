@@ -57,3 +57,22 @@ bench-quick: $(BENCH_STAMP) ## A smoke run of the benchmarks (seconds), output i
 
 clean: ## Remove the virtualenv and local data (.data)
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache
+
+# --- Operations: Docker Compose (docker-compose.yml) --------------------------------------
+WORKERS ?= 2
+SERVICE ?=
+
+up: ## Start postgres, migrations, mailpit and a worker in Docker (UI: localhost:8025)
+	$(COMPOSE) up -d --build
+
+up-worker: ## Start/scale the workers in Docker: make up-worker WORKERS=4
+	$(COMPOSE) up -d --build --scale worker=$(WORKERS) worker
+
+down: ## Stop the Docker stack (the database stays in the pgdata volume)
+	$(COMPOSE) down
+
+restart: ## Restart the Docker services gracefully (SERVICE=worker for one)
+	$(COMPOSE) restart $(SERVICE)
+
+logs: ## Follow the Docker logs (SERVICE=worker for one service)
+	$(COMPOSE) logs -f --tail=100 $(SERVICE)

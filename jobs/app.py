@@ -12,13 +12,18 @@ from procrastinate.middleware import WorkerMiddleware
 
 from jobs.db import database_url
 from jobs.mail.pool import close_pool
+from jobs.metrics import observe_job
 from jobs.recorder import record_outcome
 from jobs.settings import get_settings
 from jobs.timeout import timeout_middleware
 
 QUEUES = ("default", "email")
 
-TASK_MODULES = ("jobs.tasks.email_tasks", "jobs.tasks.promotion_tasks")
+TASK_MODULES = (
+    "jobs.tasks.email_tasks",
+    "jobs.tasks.promotion_tasks",
+    "jobs.tasks.maintenance",  # operations: stalled jobs, retention
+)
 
 
 def _conninfo() -> str:
@@ -44,9 +49,10 @@ def make_connector(conninfo: str | None = None) -> PsycopgConnector:
     return Connector(conninfo=conninfo or _conninfo, min_size=1, max_size=10)
 
 
-# Outermost first: the recorder sees every outcome, a timeout included; every
-# job runs under JOB_TIMEOUT_SECONDS (jobs.timeout), whichever CLI starts it.
-WORKER_MIDDLEWARE: list[WorkerMiddleware] = [record_outcome, timeout_middleware]
+# Outermost first: metrics and the result recorder see every outcome, a timeout
+# included; every job runs under JOB_TIMEOUT_SECONDS (jobs.timeout), whichever
+# CLI starts the worker.
+WORKER_MIDDLEWARE: list[WorkerMiddleware] = [observe_job, record_outcome, timeout_middleware]
 
 app = App(
     connector=make_connector(),

@@ -46,13 +46,115 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from procrastinate.exceptions import ConnectorException
+
+    from jobs.db import describe_server
+    from jobs.errors import DatabaseUnreachable
     from jobs.settings import get_settings
+    from jobs.supervisor import Operations
     from jobs.worker import run_worker
 
-    _url()
-    concurrency = args.concurrency or get_settings().WORKER_CONCURRENCY
-    asyncio.run(run_worker(queues=args.queues, concurrency=concurrency, drain=args.drain))
+    url = _url()
+    settings = get_settings()
+    concurrency = args.concurrency or settings.WORKER_CONCURRENCY
+    ops = Operations.from_settings(settings, url)
+    try:
+        asyncio.run(
+            run_worker(queues=args.queues, concurrency=concurrency, drain=args.drain, ops=ops)
+        )
+    except ConnectorException as exc:  # the database went away under a running worker
+        cause = str(exc.__cause__ or exc).strip().splitlines() or ["connection lost"]
+        raise DatabaseUnreachable(
+            f"the worker lost PostgreSQL at {describe_server(url)}: {cause[0]}"
+        ) from None
     return 0
+
+
+# --- Operations (issue 5): status, retry-failed, cancel, healthcheck --------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from jobs import screen, status
+    from jobs.app import QUEUES
+    from jobs.db import session_factory
+    from jobs.settings import get_settings
+
+    url = _url()
+    with session_factory(url)() as session:
+        snapshot = status.collect(
+            session, stalled_after=get_settings().WORKER_STALLED_AFTER, queues=QUEUES
+        )
+    print(status.as_json(snapshot) if args.json else screen.render(snapshot))
+    return 0
+
+
+def _duration(value: str) -> object:
+    from jobs.requeue import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_retry_failed(args: argparse.Namespace) -> int:
+    from jobs import requeue
+    from jobs.db import session_factory
+
+    url = _url()
+    with session_factory(url)() as session:
+        result = requeue.retry_failed(session, queue=args.queue, task=args.task, since=args.since)
+        if args.dry_run:
+            session.rollback()
+        else:
+            session.commit()
+    verb, went = ("would re-queue", "would go") if args.dry_run else ("re-queued", "went")
+    for job in result.jobs:
+        print(f"  job {job.id:>8}  {job.queue:<10} {job.task:<28} emails reset: {job.emails_reset}")
+    print(
+        f"{verb} {len(result.jobs)} failed job(s); "
+        f"{result.emails_reset} failed email(s) {went} back to pending"
+    )
+    if result.skipped:
+        ids = ", ".join(map(str, result.skipped))
+        print(f"skipped (an identical job is already waiting): {ids}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from jobs import requeue
+    from jobs.db import session_factory
+
+    url = _url()
+    with session_factory(url)() as session, session.begin():
+        outcome = requeue.cancel(session, args.job_id)
+    print(f"job {args.job_id}: {outcome}")
+    return 0
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    from jobs.errors import ConfigError
+    from jobs.settings import get_settings
+
+    settings = get_settings()
+    if not settings.WORKER_HTTP_PORT:
+        raise ConfigError("WORKER_HTTP_PORT is 0: the worker serves no /healthz to check")
+    host = settings.WORKER_HTTP_HOST
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    host = f"[{host}]" if ":" in host else host
+    url = f"http://{host}:{settings.WORKER_HTTP_PORT}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            print(response.read().decode().strip())
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(f"unhealthy: {exc.read().decode().strip()}", file=sys.stderr)
+    except OSError as exc:
+        print(f"unhealthy: no answer from {url}: {exc}", file=sys.stderr)
+    return 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -236,6 +338,21 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="run the whole flow locally (embedded Postgres, SMTP sink)")
     _promotion_parsers(sub)
     _add_result_parser(sub)
+
+    # Operations (issue 5)
+    status = sub.add_parser("status", help="queues, workers, task rates, email ledger, promotions")
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    retry = sub.add_parser("retry-failed", help="re-queue failed jobs (and their retryable emails)")
+    retry.add_argument("--queue", metavar="Q", help="only jobs of this queue")
+    retry.add_argument("--task", metavar="T", help="only jobs of this task, e.g. email.deliver")
+    retry.add_argument(
+        "--since", type=_duration, metavar="DURATION", help="only jobs failed within, e.g. 2h, 1d"
+    )
+    retry.add_argument("--dry-run", action="store_true", help="show what would be re-queued")
+    cancel = sub.add_parser("cancel", help="cancel a waiting job, or abort a running one")
+    cancel.add_argument("job_id", type=int, metavar="JOB_ID")
+    health = sub.add_parser("healthcheck", help="exit 0 if the local worker's /healthz says ok")
+    health.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     return parser
 
 
@@ -247,6 +364,10 @@ COMMANDS = {
     "promote": cmd_promote,
     "unsubscribe": cmd_unsubscribe,
     "result": cmd_result,
+    "status": cmd_status,
+    "retry-failed": cmd_retry_failed,
+    "cancel": cmd_cancel,
+    "healthcheck": cmd_healthcheck,
 }
 
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs import ledger
+from jobs import ledger, metrics
 from jobs.errors import JobsError
 from jobs.ledger import Outcome, Pending
 from jobs.mail import smtp
@@ -35,6 +36,10 @@ from jobs.mail.templates import render
 from jobs.models import EmailStatus
 
 logger = logging.getLogger(__name__)
+
+# The reason of a row failed because transient trouble outlasted every retry:
+# `jobs retry-failed` may resend such a row (see jobs.salvage).
+TRANSIENT_EXHAUSTED = "transient, retries exhausted: "
 
 BATCH_SIZE = 50  # rows per transaction: the most a crash can duplicate
 
@@ -126,7 +131,8 @@ async def send_all(
                     if stop:  # another sender met trouble while this one waited
                         outcome.attempted = False
                         return
-                    await smtp.send(client, message)
+                    with metrics.DELIVERY_DURATION.time():
+                        await smtp.send(client, message)
             except smtp.Rejected as exc:
                 _fail(outcome, str(exc))
                 continue
@@ -179,9 +185,17 @@ async def deliver_batch(
             "delivery stopped, %s: %s", "giving up" if run.final_attempt else "will retry", reason
         )
     await ledger.record(session, outcomes.values())
-    for outcome in outcomes.values():
-        report.sent += outcome.status == EmailStatus.SENT
-        report.failed += outcome.status == EmailStatus.FAILED
-        report.suppressed += outcome.status == EmailStatus.SUPPRESSED
+    counts = Counter(outcome.status for outcome in outcomes.values())
+    report.sent += counts[EmailStatus.SENT]
+    report.failed += counts[EmailStatus.FAILED]
+    report.suppressed += counts[EmailStatus.SUPPRESSED]
+    for status in (EmailStatus.SENT, EmailStatus.FAILED, EmailStatus.SUPPRESSED):
+        metrics.EMAILS.labels(status.value).inc(counts[status])
+    if not run.final_attempt:  # attempted, still pending: a retry will take them
+        metrics.EMAILS.labels("deferred").inc(
+            sum(o.attempted for o in outcomes.values() if o.status == EmailStatus.PENDING)
+        )
     if reason is not None and run.final_attempt:
-        report.failed += await ledger.fail_pending(session, ids, f"gave up: {reason}")
+        failed = await ledger.fail_pending(session, ids, TRANSIENT_EXHAUSTED + reason)
+        report.failed += failed
+        metrics.EMAILS.labels("failed").inc(failed)

@@ -61,3 +61,8 @@ class ResultTooLarge(JobsError, ValueError):
 
 class ResultNotSerializable(JobsError, ValueError):
     """A task result that is not JSON (results are stored as jsonb, cached as JSON)."""
+
+
+# Operations (issue 5)
+class JobStateError(JobsError):
+    """No such job, or it is not in a state that allows the operation (operations)."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, any_, bindparam, func, select, text, update
+from sqlalchemy import ARRAY, BigInteger, Update, any_, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.models import EmailMessage, EmailStatus, User
@@ -126,19 +126,24 @@ async def record(session: AsyncSession, outcomes: Iterable[Outcome]) -> None:
     )
 
 
-async def fail_pending(session: AsyncSession, ids: Sequence[int], reason: str) -> int:
-    """Mark every still-pending row among ``ids`` (not held by another job) failed."""
+def fail_pending_statement(ids: Sequence[int], reason: str) -> Update:
+    """Mark every still-pending row among ``ids`` failed with ``reason``; rows that
+    a running job holds are skipped (that job records them itself)."""
     held = (
         select(EmailMessage.id)
-        .where(EmailMessage.id == _ids(), EmailMessage.status == EmailStatus.PENDING)
+        .where(EmailMessage.id.in_(list(ids)), EmailMessage.status == EmailStatus.PENDING)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    result = await session.execute(
+    return (
         update(EmailMessage)
         .where(EmailMessage.id.in_(held))
         .values(status=EmailStatus.FAILED, last_error=reason)
-        .execution_options(synchronize_session=False),
-        {"ids": list(ids)},
+        .execution_options(synchronize_session=False)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def fail_pending(session: AsyncSession, ids: Sequence[int], reason: str) -> int:
+    """`fail_pending_statement`, executed; how many rows it failed."""
+    result = await session.execute(fail_pending_statement(ids, reason))
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -102,6 +102,14 @@ class EmailMessage(Base):
             "id",
             postgresql_where=text("status = 'pending'"),
         ),
+        # Operations: `jobs status` counts by status over a recent window (index-only), and
+        # retention finds the old contexts to drop without revisiting pruned rows.
+        Index("ix_email_messages_created_at_status", "created_at", "status"),
+        Index(
+            "ix_email_messages_context_expiry",
+            "created_at",
+            postgresql_where=text("context IS NOT NULL"),
+        ),
     )
 
     def __repr__(self) -> str:
@@ -207,3 +215,21 @@ class MailRateLimit(Base):
 
     def __repr__(self) -> str:
         return f"MailRateLimit(name={self.name!r}, next_free={self.next_free!r})"
+
+
+# Operations (issue 5) ------------------------------------------------------
+
+
+class JobRecovery(Base):
+    """How often the stalled-job check re-queued a job whose worker died (operations)."""
+
+    __tablename__ = "job_recoveries"
+
+    job_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    recoveries: Mapped[int] = mapped_column(server_default=text("0"))
+    last_recovered_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    def __repr__(self) -> str:
+        return f"JobRecovery(job_id={self.job_id!r}, recoveries={self.recoveries!r})"

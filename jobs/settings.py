@@ -126,6 +126,15 @@ class Settings(BaseSettings):
             raise ValueError("is set but the redis package is missing: pip install 'jobs[cache]'")
         return value
 
+    # Operations (issue 5): metrics/health endpoint, shutdown, stalled jobs, retention
+    WORKER_HTTP_HOST: str = "127.0.0.1"
+    WORKER_HTTP_PORT: Annotated[int, Field(ge=0, le=65535)] = 9464  # 0 disables
+    WORKER_SHUTDOWN_TIMEOUT: Annotated[float, Field(ge=0)] = 30.0
+    WORKER_STALLED_AFTER: Annotated[float, Field(ge=1, le=86400)] = 60.0
+    JOB_MAX_RECOVERIES: Annotated[int, Field(ge=0, le=100)] = 3
+    JOB_RETENTION_DAYS: Annotated[int, Field(ge=1)] = 7
+    LEDGER_CONTEXT_DAYS: Annotated[int, Field(ge=0)] = 30  # 0 keeps contexts forever
+
     @field_validator("DATABASE_URL")
     @classmethod
     def _database_url_scheme(cls, value: SecretStr | None) -> SecretStr | None:

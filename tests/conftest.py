@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # (a run between 09:00 and 09:10 UTC would otherwise mail every test's users);
 # the tests that want the schedule pass it to their worker subprocesses.
 os.environ["PROMOTION_SCHEDULE_ENABLED"] = "false"
+# Operations (issue 5): worker subprocesses serve no /metrics unless a test asks
+# for a port (several workers at once would otherwise fight over 9464).
+os.environ["WORKER_HTTP_PORT"] = "0"
 RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
 
 
@@ -101,18 +105,32 @@ def faults(sink: Sink) -> FaultyHandler:
     return sink.handler
 
 
+@contextlib.contextmanager
+def _no_periodic_deferrer() -> Iterator[None]:
+    """A drained worker defers no periodic job (maintenance, promotions), so a test
+    sees exactly the jobs it made; tests of periodic tasks run real subprocesses."""
+    registry = app.periodic_registry.periodic_tasks
+    saved = dict(registry)
+    registry.clear()
+    try:
+        yield
+    finally:
+        registry.update(saved)
+
+
 async def drain(*, fast_forward: int = 10, concurrency: int = 4) -> None:
     """Run a real worker until no job is due; then make jobs waiting for a
     retry due now (time travel) and go again, at most ``fast_forward`` times."""
     url = db.database_url(get_settings())
     for _ in range(fast_forward + 1):
         async with app.open_async():
-            await app.run_worker_async(
-                wait=False,
-                concurrency=concurrency,
-                install_signal_handlers=False,
-                listen_notify=False,
-            )
+            with _no_periodic_deferrer():
+                await app.run_worker_async(
+                    wait=False,
+                    concurrency=concurrency,
+                    install_signal_handlers=False,
+                    listen_notify=False,
+                )
         with psycopg.connect(url, autocommit=True) as conn:
             moved = conn.execute(
                 "UPDATE procrastinate_jobs SET scheduled_at = now() "

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from jobs.db import session_factory
-from jobs.delivery import BATCH_SIZE, batch_size
+from jobs.delivery import BATCH_SIZE, TRANSIENT_EXHAUSTED, batch_size
 from jobs.email import BULK_PRIORITY, defer_delivery, enqueue_email
 from jobs.models import EmailMessage, EmailStatus, User
 from jobs.settings import get_settings
@@ -329,7 +329,7 @@ async def test_an_unreachable_server_is_retried_then_fails_with_its_address(
     assert {r.status for r in rows} == {EmailStatus.FAILED}
     for row in rows:
         assert row.last_error is not None
-        assert row.last_error.startswith("gave up: ")
+        assert row.last_error.startswith(TRANSIENT_EXHAUSTED)
         assert f"127.0.0.1:{port}" in row.last_error
         assert 1 <= row.attempts <= 3
     assert _job_attempts(database_url) == [3]

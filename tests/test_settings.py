@@ -13,7 +13,15 @@ from jobs.settings import load_settings
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory) -> None:
     """No .env and no inherited variables: each test sets what it checks."""
     monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
-    for name in ("DATABASE_URL", "MAIL_PORT", "MAIL_SERVER", "SECRET_KEY", "MAIL_PASSWORD"):
+    for name in (
+        "DATABASE_URL",
+        "MAIL_PORT",
+        "MAIL_SERVER",
+        "SECRET_KEY",
+        "MAIL_PASSWORD",
+        "WORKER_HTTP_PORT",
+        "PROMOTION_SCHEDULE_ENABLED",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -166,3 +174,21 @@ def test_bad_delivery_settings_name_the_variable() -> None:
         "MAIL_RETRY_MAX_DELAY",
         "JOB_TIMEOUT_SECONDS",
     ]
+
+
+# --- Operations (issue 5) ------------------------------------------------------------------
+
+
+def test_operations_settings_have_safe_defaults_and_clear_errors() -> None:
+    settings = load_settings()
+    assert (settings.WORKER_HTTP_HOST, settings.WORKER_HTTP_PORT) == ("127.0.0.1", 9464)
+    assert settings.JOB_RETENTION_DAYS == 7
+    with pytest.raises(ConfigError) as error:
+        load_settings(WORKER_HTTP_PORT=70000, WORKER_STALLED_AFTER=0, JOB_MAX_RECOVERIES=-1)
+    lines = str(error.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "WORKER_HTTP_PORT",
+        "WORKER_STALLED_AFTER",
+        "JOB_MAX_RECOVERIES",
+    ]
+    assert "70000" in lines[0]

@@ -35,6 +35,7 @@ class SmtpPool:
         self.opened = 0  # connections opened over the pool's life
         self._slots = asyncio.Semaphore(max_size)
         self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # LIFO: warmest first
+        self._in_use = 0
         self._closed = False
         if not (config.starttls or config.ssl_tls or is_loopback(config.host)):
             logger.warning("SMTP to %s is not encrypted (no STARTTLS, no TLS)", config.address)
@@ -48,6 +49,7 @@ class SmtpPool:
         """
         async with self._slots:
             client = await self._checkout()
+            self._in_use += 1
             try:
                 yield client
             except smtp.Rejected:
@@ -56,6 +58,8 @@ class SmtpPool:
             except BaseException:
                 client.close()
                 raise
+            finally:
+                self._in_use -= 1
             self._checkin(client)
 
     async def _checkout(self) -> aiosmtplib.SMTP:
@@ -91,6 +95,10 @@ class SmtpPool:
             self._idle.append((client, self.loop.time()))
 
     @property
+    def open_connections(self) -> int:
+        return self._in_use + sum(client.is_connected for client, _ in self._idle)
+
+    @property
     def idle(self) -> int:
         return len(self._idle)
 
@@ -117,6 +125,11 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
 
 
 _pool: SmtpPool | None = None
+
+
+def open_connections() -> int:
+    """SMTP connections the process's pool holds open now (the metrics gauge)."""
+    return _pool.open_connections if _pool is not None else 0
 
 
 def get_pool(config: SmtpConfig, max_size: int) -> SmtpPool:

@@ -1,0 +1,131 @@
+"""Failed work, by hand: `jobs retry-failed` and `jobs cancel`.
+
+Re-queueing a failed job gives it a fresh start: status todo, due now, attempt
+count and recovery count reset, so it gets its whole retry schedule again. For
+an `email.deliver` job, its retryable failed ledger rows go back to pending
+(the rule is in `jobs.ledger`); permanent failures stay failed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from jobs import ledger, salvage
+from jobs.errors import JobStateError
+
+_FAILED = text("""
+SELECT j.id, j.queue_name, j.task_name, j.args, f.at AS failed_at
+  FROM procrastinate_jobs j
+  LEFT JOIN LATERAL (SELECT max(e.at) AS at FROM procrastinate_events e
+                      WHERE e.job_id = j.id AND e.type = 'failed') f ON true
+ WHERE j.status = 'failed'
+   AND (CAST(:queue AS text) IS NULL OR j.queue_name = :queue)
+   AND (CAST(:task AS text) IS NULL OR j.task_name = :task)
+   AND (CAST(:since AS interval) IS NULL OR f.at >= now() - CAST(:since AS interval))
+ ORDER BY j.id
+   FOR UPDATE OF j SKIP LOCKED
+""")
+
+# A job whose queueing lock is taken by a waiting job stays failed (it would collide).
+_REQUEUE = text("""
+UPDATE procrastinate_jobs j
+   SET status = 'todo', attempts = 0, scheduled_at = now(), abort_requested = false
+ WHERE j.id = :job_id AND j.status = 'failed'
+   AND (j.queueing_lock IS NULL OR NOT EXISTS (
+        SELECT 1 FROM procrastinate_jobs o
+         WHERE o.queueing_lock = j.queueing_lock AND o.status = 'todo'))
+RETURNING j.id
+""")
+
+_FORGET_RECOVERIES = text("DELETE FROM job_recoveries WHERE job_id = :job_id")
+
+_JOB = text(
+    "SELECT status::text, task_name, args FROM procrastinate_jobs WHERE id = :job_id FOR UPDATE"
+)
+_CANCEL = text("SELECT procrastinate_cancel_job_v1(:job_id, :abort, false)")
+
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(value: str) -> timedelta:
+    """``90s``, ``15m``, ``2h``, ``1d``, ``1w`` or a sum like ``1h30m``."""
+    text_ = value.strip().lower()
+    parts = _DURATION.findall(text_)
+    if not parts or "".join(n + u for n, u in parts) != text_:
+        raise ValueError(
+            f"invalid duration {value!r}: use a number and a unit (s, m, h, d, w), e.g. 2h or 1h30m"
+        )
+    return sum((timedelta(**{_UNITS[unit]: int(n)}) for n, unit in parts), timedelta())
+
+
+@dataclass
+class RequeuedJob:
+    id: int
+    queue: str
+    task: str
+    failed_at: datetime | None
+    emails_reset: int = 0
+
+
+@dataclass
+class Requeued:
+    jobs: list[RequeuedJob] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)  # queueing lock taken by a waiting job
+
+    @property
+    def emails_reset(self) -> int:
+        return sum(job.emails_reset for job in self.jobs)
+
+
+def retry_failed(
+    session: Session,
+    *,
+    queue: str | None = None,
+    task: str | None = None,
+    since: timedelta | None = None,
+) -> Requeued:
+    """Re-queue the failed jobs matching the filters; never commits (roll back: dry run)."""
+    result = Requeued()
+    params = {"queue": queue, "task": task, "since": since}
+    for job_id, queue_name, task_name, args, failed_at in session.execute(_FAILED, params).all():
+        if session.execute(_REQUEUE, {"job_id": job_id}).first() is None:
+            result.skipped.append(job_id)
+            continue
+        session.execute(_FORGET_RECOVERIES, {"job_id": job_id})
+        job = RequeuedJob(job_id, queue_name, task_name, failed_at)
+        ids = salvage.message_ids(task_name, args)
+        if ids:
+            job.emails_reset = session.execute(salvage.reset_retryable(ids)).rowcount  # type: ignore[attr-defined]
+        result.jobs.append(job)
+    return result
+
+
+def cancel(session: Session, job_id: int) -> str:
+    """Cancel a waiting job, or ask a running one to abort; never commits.
+
+    Returns what happened: ``"cancelled"`` or ``"abort requested"``.
+    """
+    row = session.execute(_JOB, {"job_id": job_id}).first()
+    if row is None:
+        raise JobStateError(f"there is no job {job_id}")
+    status, task_name, args = row
+    if status == "todo":
+        session.execute(_CANCEL, {"job_id": job_id, "abort": False})
+        ids = salvage.message_ids(task_name, args)
+        if ids:
+            session.execute(
+                ledger.fail_pending_statement(ids, salvage.CANCELLED.format(job_id=job_id))
+            )
+        return "cancelled"
+    if status == "doing":
+        session.execute(_CANCEL, {"job_id": job_id, "abort": True})
+        return "abort requested"
+    raise JobStateError(
+        f"job {job_id} is {status}: only a waiting (todo) or running (doing) job can be cancelled"
+    )

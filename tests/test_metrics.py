@@ -1,0 +1,99 @@
+"""`/metrics` of a real worker, read with prometheus-client's own parser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+from prometheus_client.parser import text_string_to_metric_families
+
+from jobs.db import session_factory
+from jobs.email import enqueue_email
+from jobs.sink import Sink
+from tests.conftest import count
+from tests.workers import get, http_port, spawn, wait_until
+
+IDLE_JOBS = """
+SELECT procrastinate_defer_jobs_v1(array_agg(
+    ROW('idle', 'test.block', 0, NULL, NULL, '{}'::jsonb, now() - interval '10 minutes')
+    ::procrastinate_job_to_defer_v1))
+  FROM generate_series(1, 3)
+"""
+
+
+def _samples(body: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+
+
+def test_metrics_show_the_queue_the_work_and_the_emails(
+    database_url: str, smtp: Sink, tmp_path: Path
+) -> None:
+    with session_factory(database_url)() as session, session.begin():
+        for n in range(2):
+            enqueue_email(
+                session, to=f"u{n}@example.com", template="welcome", context={"username": "u"}
+            )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(IDLE_JOBS)  # a queue no worker serves, waiting for 10 minutes
+    port = http_port()
+    worker = spawn("worker", "--queues", "email", log=tmp_path / "w.log", http_port=port)
+    try:
+        sent = "SELECT count(*) FROM email_messages WHERE status = 'sent'"
+        wait_until(lambda: count(database_url, sent) == 2, "both emails to be sent")
+        status, body = get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200
+        health = get(f"http://127.0.0.1:{port}/healthz")
+        missing = get(f"http://127.0.0.1:{port}/nope")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=120)
+
+    metrics = _samples(body)
+    assert metrics[("jobs_database_up", ())] == 1
+    assert metrics[("jobs_queue_jobs", (("queue", "idle"), ("status", "todo")))] == 3
+    assert metrics[("jobs_queue_due_jobs", (("queue", "idle"),))] == 3
+    assert metrics[("jobs_queue_oldest_due_seconds", (("queue", "idle"),))] >= 600
+    assert metrics[("jobs_workers_alive", ())] >= 1
+    assert metrics[("jobs_emails_pending", ())] == 0
+    finished = ("jobs_finished_total", (("outcome", "succeeded"), ("task", "email.deliver")))
+    assert metrics[finished] == 2
+    assert metrics[("jobs_emails_total", (("outcome", "sent"),))] == 2
+    assert metrics[("jobs_emails_total", (("outcome", "failed"),))] == 0
+    assert metrics[("jobs_email_delivery_seconds_count", ())] == 2
+    assert metrics[("jobs_job_duration_seconds_count", (("task", "email.deliver"),))] == 2
+    assert ("jobs_smtp_connections_open", ()) in metrics
+    assert metrics[("process_resident_memory_bytes", ())] > 0
+    assert health == (200, "ok\n")
+    assert missing[0] == 404
+
+
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_outcomes_are_counted_per_job_and_per_email(database_url: str, smtp: Sink) -> None:
+    from jobs.worker import run_worker
+    from tests.conftest import faults
+
+    faults(smtp).data_replies.append("421 4.3.0 try later")
+    names = (
+        ("jobs_finished_total", {"task": "email.deliver", "outcome": "retried"}),
+        ("jobs_finished_total", {"task": "email.deliver", "outcome": "succeeded"}),
+        ("jobs_emails_total", {"outcome": "deferred"}),
+        ("jobs_emails_total", {"outcome": "sent"}),
+    )
+    before = [_sample(name, **labels) for name, labels in names]
+    with session_factory(database_url)() as session, session.begin():
+        enqueue_email(session, to="a@example.com", template="welcome", context={"username": "a"})
+    await run_worker(drain=True)
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the retry is due now
+        conn.execute("UPDATE procrastinate_jobs SET scheduled_at = now() WHERE status = 'todo'")
+    await run_worker(drain=True)
+    after = [_sample(name, **labels) for name, labels in names]
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1, 1]
