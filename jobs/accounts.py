@@ -1,15 +1,23 @@
-"""Registering users: the user row and the welcome email, one transaction."""
+"""Registering users: the user row and the welcome email, one transaction.
+
+`register_user` is ONE statement: the user row, its welcome email's ledger row
+(`welcome:<user id>`) and that email's delivery job, on the caller's session.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.dialects.postgresql import insert
+from typing import Any
+
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from jobs.address import normalize_address
-from jobs.email import enqueue_email, enqueue_email_async
+from jobs.email import DEFER_NEW_MESSAGE, columns_of, job_params
 from jobs.errors import JobsError
+from jobs.mail.templates import ensure_template, search_path
 from jobs.models import User
+from jobs.settings import get_settings
 
 WELCOME_TEMPLATE = "welcome"
 
@@ -22,52 +30,53 @@ class EmailTaken(JobsError, ValueError):
     """A user with this address (case-insensitively) exists already."""
 
 
-# A taken address inserts nothing and leaves the caller's transaction usable
-# (no unique-violation abort). Built once: statement construction is not free.
-_INSERT_USER = insert(User).on_conflict_do_nothing().returning(User)
+# A taken address inserts nothing (and so mails nothing) and leaves the caller's
+# transaction usable: no unique-violation abort.
+INSERT_USER = f"""
+    INSERT INTO users (email, username) VALUES (:email, :username)
+    ON CONFLICT DO NOTHING
+    RETURNING {columns_of(User)}"""
+
+_REGISTER = select(User).from_statement(
+    text(
+        f"""
+        WITH new_user AS ({INSERT_USER}
+        ), message AS (
+            INSERT INTO email_messages (idempotency_key, kind, user_id, to_address, template,
+                                        context)
+            SELECT 'welcome:' || id, 'welcome', id, email, '{WELCOME_TEMPLATE}',
+                   jsonb_build_object('username', username)
+            FROM new_user
+            ON CONFLICT (idempotency_key) DO NOTHING
+            RETURNING id
+        ), {DEFER_NEW_MESSAGE}
+        SELECT {columns_of(User)} FROM new_user LEFT JOIN job ON true
+        """
+    ).columns(*User.__table__.columns)
+)
 
 
-def _user_params(email: str, username: str) -> dict[str, str]:
-    """Validate before the database is touched; the INSERT's parameters."""
+def _params(email: str, username: str) -> dict[str, Any]:
+    """Validate before the database is touched; the statement's parameters."""
     if not isinstance(username, str) or not username.strip():
         raise InvalidUsername("username is empty")
-    return {"email": normalize_address(email), "username": username.strip()}
+    ensure_template(WELCOME_TEMPLATE, search_path(get_settings().MAIL_TEMPLATE_DIR))
+    return {"email": normalize_address(email), "username": username.strip(), **job_params()}
 
 
-def _welcome(user: User | None, address: str) -> User:
+def _registered(user: User | None, params: dict[str, Any]) -> User:
     if user is None:
-        raise EmailTaken(f"a user with email {address!r} already exists")
+        raise EmailTaken(f"a user with email {params['email']!r} already exists")
     return user
 
 
 def register_user(session: Session, *, email: str, username: str) -> User:
     """Insert the user and enqueue the welcome email; the caller commits."""
-    params = _user_params(email, username)
-    user = _welcome(session.scalars(_INSERT_USER, [params]).one_or_none(), params["email"])
-    enqueue_email(
-        session,
-        to=user.email,
-        template=WELCOME_TEMPLATE,
-        context={"username": user.username},
-        idempotency_key=f"welcome:{user.id}",
-        kind="welcome",
-        user_id=user.id,
-    )
-    return user
+    params = _params(email, username)
+    return _registered(session.scalars(_REGISTER, params).one_or_none(), params)
 
 
 async def register_user_async(session: AsyncSession, *, email: str, username: str) -> User:
     """`register_user` for an `AsyncSession`."""
-    params = _user_params(email, username)
-    inserted = await session.scalars(_INSERT_USER, [params])
-    user = _welcome(inserted.one_or_none(), params["email"])
-    await enqueue_email_async(
-        session,
-        to=user.email,
-        template=WELCOME_TEMPLATE,
-        context={"username": user.username},
-        idempotency_key=f"welcome:{user.id}",
-        kind="welcome",
-        user_id=user.id,
-    )
-    return user
+    params = _params(email, username)
+    return _registered((await session.scalars(_REGISTER, params)).one_or_none(), params)

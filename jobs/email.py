@@ -23,7 +23,7 @@ from jobs.app import app
 from jobs.errors import InvalidContext
 from jobs.mail.message import check_header
 from jobs.mail.templates import ensure_template, search_path
-from jobs.models import EmailMessage
+from jobs.models import Base, EmailMessage
 from jobs.settings import get_settings
 from jobs.tasks.email_tasks import deliver
 
@@ -65,10 +65,29 @@ async def defer_delivery_async(
     return job.id
 
 
-_COLUMNS = ", ".join(column.name for column in EmailMessage.__table__.columns)
+def columns_of(model: type[Base]) -> str:
+    return ", ".join(column.name for column in model.__table__.columns)
 
-# One round trip: the ledger row and, only when it is new, its delivery job,
-# deferred through procrastinate's own SQL function (what `defer()` calls).
+
+# The delivery job of the row a CTE named ``message`` inserted (none when the
+# INSERT hit an existing idempotency key), deferred through procrastinate's own
+# SQL function — what its `defer()` calls — so a ledger row and its job are ONE
+# statement, on the caller's connection, in the caller's transaction.
+DEFER_NEW_MESSAGE = """
+    job AS (
+        SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(
+            :queue, :task, :priority, NULL, NULL,
+            jsonb_build_object('message_ids', jsonb_build_array(message.id)), NULL
+        )::procrastinate_job_to_defer_v1]) AS ids
+        FROM message
+    )"""
+
+
+def job_params(priority: int = TRANSACTIONAL_PRIORITY) -> dict[str, Any]:
+    """The parameters of `DEFER_NEW_MESSAGE`."""
+    return {"queue": deliver.queue, "task": deliver.name, "priority": priority}
+
+
 # Explicit columns let SQLAlchemy map (and cache) the result by position.
 _ENQUEUE = select(EmailMessage).from_statement(
     text(
@@ -79,15 +98,9 @@ _ENQUEUE = select(EmailMessage).from_statement(
             VALUES (:key, :kind, :user_id, :to_address, :template, CAST(:context AS jsonb),
                     :subject)
             ON CONFLICT (idempotency_key) DO NOTHING
-            RETURNING {_COLUMNS}
-        ), job AS (
-            SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(
-                :queue, :task, :priority, NULL, NULL,
-                jsonb_build_object('message_ids', jsonb_build_array(message.id)), NULL
-            )::procrastinate_job_to_defer_v1]) AS ids
-            FROM message
-        )
-        SELECT {_COLUMNS} FROM message CROSS JOIN job
+            RETURNING {columns_of(EmailMessage)}
+        ), {DEFER_NEW_MESSAGE}
+        SELECT {columns_of(EmailMessage)} FROM message CROSS JOIN job
         """
     ).columns(*EmailMessage.__table__.columns)
 )
@@ -120,9 +133,7 @@ def _enqueue_params(
         "template": template,
         "context": context_json,
         "subject": subject,
-        "queue": deliver.queue,
-        "task": deliver.name,
-        "priority": TRANSACTIONAL_PRIORITY,
+        **job_params(),
     }
 
 
