@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import psycopg
 
-from jobs.db import database_url
+from jobs.db import database_url, with_database
 from jobs.schema import migrate
 from jobs.settings import load_settings
 
@@ -19,10 +18,6 @@ def server_url() -> str:
     return database_url(load_settings())
 
 
-def _with_dbname(url: str, name: str) -> str:
-    return urlsplit(url)._replace(path=f"/{name}").geturl()
-
-
 @contextlib.contextmanager
 def fresh_database(name: str = "jobs_bench") -> Iterator[str]:
     """Create ``name`` anew, migrate it, point DATABASE_URL at it; drop it afterwards."""
@@ -30,7 +25,7 @@ def fresh_database(name: str = "jobs_bench") -> Iterator[str]:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
         conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-    url = _with_dbname(admin, name)
+    url = with_database(admin, name)
     migrate(url)
     previous = os.environ.get("DATABASE_URL")
     os.environ["DATABASE_URL"] = url

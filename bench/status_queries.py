@@ -16,13 +16,12 @@ import asyncio
 import os
 import time
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 import psycopg
 from sqlalchemy import text
 
 from jobs import monitor, retention
-from jobs.db import async_session_factory, dispose_engines, session_factory
+from jobs.db import async_session_factory, dispose_engines, session_factory, with_database
 from jobs.schema import migrate
 from jobs.settings import load_settings
 
@@ -83,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     server = load_settings(DATABASE_URL=os.environ["DATABASE_URL"]).database_url
     assert server is not None
-    url = urlsplit(server)._replace(path=f"/{NAME}").geturl()
+    url = with_database(server, NAME)
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {NAME} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {NAME}")

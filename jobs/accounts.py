@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from jobs.address import normalize_address
 from jobs.email import DEFER_NEW_MESSAGE, columns_of, job_params
 from jobs.errors import JobsError
+from jobs.mail.message import check_header
 from jobs.mail.templates import ensure_template, search_path
 from jobs.models import User
 from jobs.settings import get_settings
@@ -60,6 +61,7 @@ def _params(email: str, username: str) -> dict[str, Any]:
     """Validate before the database is touched; the statement's parameters."""
     if not isinstance(username, str) or not username.strip():
         raise InvalidUsername("username is empty")
+    check_header("username", username.strip())  # it lands in the welcome subject
     ensure_template(WELCOME_TEMPLATE, search_path(get_settings().MAIL_TEMPLATE_DIR))
     return {"email": normalize_address(email), "username": username.strip(), **job_params()}
 

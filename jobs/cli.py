@@ -8,8 +8,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from jobs.errors import JobsError
+
+if TYPE_CHECKING:
+    from jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +49,17 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_task_settings(settings: Settings, queues: Sequence[str] | None) -> None:
+    """Refuse to start on settings every job would fail on, rather than fail each job."""
+    from jobs.mail.config import MailConfig
+    from jobs.promotion import promotion_config
+
+    if queues is None or "email" in queues:
+        MailConfig.from_settings(settings)  # e.g. a login over plain text
+    if settings.PROMOTION_SCHEDULE_ENABLED and (queues is None or "default" in queues):
+        promotion_config(settings)  # e.g. no SECRET_KEY to sign unsubscribe links
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from procrastinate.exceptions import ConnectorException
 
@@ -56,6 +71,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     url = _url()
     settings = get_settings()
+    _check_task_settings(settings, args.queues)
     concurrency = args.concurrency or settings.WORKER_CONCURRENCY
     ops = Operations.from_settings(settings, url)
     try:
@@ -160,7 +176,7 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from jobs.demo import run_demo
 
-    return run_demo()
+    return run_demo(args.database)
 
 
 # --- Promotions (issue 4) ---------------------------------------------------
@@ -335,7 +351,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--drain", action="store_true", help="process every due job, then exit 0")
 
-    sub.add_parser("demo", help="run the whole flow locally (embedded Postgres, SMTP sink)")
+    demo = sub.add_parser("demo", help="run the whole flow locally (embedded Postgres, SMTP sink)")
+    demo.add_argument(
+        "--database",
+        default="jobs_demo",
+        metavar="NAME",
+        help="the demo's own database on the server (default: jobs_demo)",
+    )
     _promotion_parsers(sub)
     _add_result_parser(sub)
 

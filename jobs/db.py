@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import (
@@ -28,6 +31,26 @@ def sqlalchemy_url(url: str) -> str:
     return "postgresql+psycopg://" + url.removeprefix("postgresql://")
 
 
+def with_database(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` on the same server."""
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
+def create_database(url: str, name: str) -> str:
+    """Database ``name`` on the server of ``url`` (created if missing); its URL."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if exists.fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DatabaseUnreachable(
+            f"cannot create database {name!r} on PostgreSQL at {describe_server(url)}: {reason}"
+        ) from None
+    return with_database(url, name)
+
+
 def describe_server(url: str) -> str:
     """``host:port`` (or the socket directory) of a URL, without credentials."""
     params = conninfo_to_dict(url)
@@ -49,6 +72,10 @@ def check_connection(url: str, timeout: int = 5) -> None:
         ) from None
 
 
+# An unreachable server fails a connection attempt after this long instead of
+# hanging it (a /metrics scrape, a task body).
+_CONNECT_ARGS = {"connect_timeout": 10}
+
 _engines: dict[str, Engine] = {}
 _async_engines: dict[str, AsyncEngine] = {}
 
@@ -56,14 +83,18 @@ _async_engines: dict[str, AsyncEngine] = {}
 def engine(url: str) -> Engine:
     """The process's sync engine for ``url`` (created once)."""
     if url not in _engines:
-        _engines[url] = create_engine(sqlalchemy_url(url), pool_pre_ping=True)
+        _engines[url] = create_engine(
+            sqlalchemy_url(url), pool_pre_ping=True, connect_args=_CONNECT_ARGS
+        )
     return _engines[url]
 
 
 def async_engine(url: str) -> AsyncEngine:
     """The process's async engine for ``url`` (created once)."""
     if url not in _async_engines:
-        _async_engines[url] = create_async_engine(sqlalchemy_url(url), pool_pre_ping=True)
+        _async_engines[url] = create_async_engine(
+            sqlalchemy_url(url), pool_pre_ping=True, connect_args=_CONNECT_ARGS
+        )
     return _async_engines[url]
 
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs import ledger, metrics
-from jobs.errors import JobsError
+from jobs.errors import JobsError, describe
 from jobs.ledger import Outcome, Pending
 from jobs.mail import smtp
 from jobs.mail.config import MailConfig
@@ -71,6 +71,12 @@ class Report:
     after: int = 0  # the last id handled: the next batch starts above it
     done: bool = False
     error: BaseException | None = field(default=None, repr=False)
+    deferred: BaseException | None = field(default=None, repr=False)
+
+    def finish(self) -> BaseException | None:
+        """What the task raises once every batch is committed: the trouble that
+        stopped it, else a deferral (so that a retry sends the deferred rows)."""
+        return self.error or self.deferred
 
     def summary(self) -> dict[str, int]:
         return {"sent": self.sent, "failed": self.failed, "suppressed": self.suppressed}
@@ -104,15 +110,17 @@ def _fail(outcome: Outcome, reason: str) -> None:
 
 async def send_all(
     rows: Sequence[Pending], outcomes: dict[int, Outcome], run: Delivery
-) -> BaseException | None:
+) -> tuple[BaseException | None, smtp.Deferred | None]:
     """Send ``rows`` over up to ``pool.max_size`` connections at once.
 
     Fills ``outcomes`` as messages complete (so a cancelled caller still knows
-    what was sent) and returns the transient error that stopped it, if any.
+    what was sent). Returns the server trouble that stopped it, if any, and a
+    deferral (a 4xx for one message, which stays pending while the rest go on).
     """
     slots = await run.limiter.reserve(len(rows))
     queue = iter(enumerate(rows))
     stop: list[BaseException] = []
+    deferred: list[smtp.Deferred] = []
 
     async def sender() -> None:
         for index, row in queue:  # one shared iterator: each row goes to one sender
@@ -122,7 +130,7 @@ async def send_all(
             try:
                 message, outcome.subject = compose(row, run.mail)
             except Exception as exc:  # a bad template or address fails this message only
-                _fail(outcome, str(exc) if isinstance(exc, JobsError) else smtp.describe(exc))
+                _fail(outcome, str(exc) if isinstance(exc, JobsError) else describe(exc))
                 continue
             await slots.wait(index)
             outcome.attempted = True  # a failed connect is a failed attempt too
@@ -136,8 +144,14 @@ async def send_all(
             except smtp.Rejected as exc:
                 _fail(outcome, str(exc))
                 continue
+            except smtp.Deferred as exc:
+                outcome.error = f"{exc} (server {run.mail.smtp.address})"
+                if run.final_attempt:
+                    _fail(outcome, TRANSIENT_EXHAUSTED + outcome.error)
+                deferred.append(exc)
+                continue
             except Exception as exc:
-                outcome.error = f"{smtp.describe(exc)} (server {run.mail.smtp.address})"
+                outcome.error = f"{describe(exc)} (server {run.mail.smtp.address})"
                 stop.append(exc)
                 return
             outcome.status = EmailStatus.SENT
@@ -147,7 +161,7 @@ async def send_all(
     async with asyncio.TaskGroup() as group:
         for _ in range(min(run.pool.max_size, len(rows))):
             group.create_task(sender())
-    return stop[0] if stop else None
+    return (stop[0] if stop else None), (deferred[0] if deferred else None)
 
 
 async def deliver_batch(
@@ -155,21 +169,24 @@ async def deliver_batch(
 ) -> None:
     """Lock, send and record the next batch of ``ids``; never commits.
 
-    A transient error or a cancellation (job timeout) ends the job: it is put
-    in ``report.error`` for the caller to raise once this batch is committed.
+    Server trouble or a cancellation (job timeout) ends the job: it is put in
+    ``report.error`` for the caller to raise once this batch is committed. A
+    deferred message does not: the job goes on, and raises at its end so that
+    a retry takes the deferred messages (see `Report.finish`).
     """
     rows = await ledger.lock_batch(session, ids, after=report.after, limit=run.batch_size)
     report.done = len(rows) < run.batch_size
     if rows:
         report.after = rows[-1].id
     outcomes = {
-        row.id: Outcome(row.id, EmailStatus.SUPPRESSED, error="suppressed: the user is inactive")
+        row.id: Outcome(row.id, EmailStatus.SUPPRESSED, error=row.suppress)
         for row in rows
-        if row.inactive
+        if row.suppress
     }
     reason: str | None = None
     try:
-        error = await send_all([row for row in rows if not row.inactive], outcomes, run)
+        error, deferred = await send_all([row for row in rows if not row.suppress], outcomes, run)
+        report.deferred = report.deferred or deferred
     except asyncio.CancelledError as exc:  # recorded below, then re-raised by the caller
         error, reason = exc, run.interrupted()
         for outcome in outcomes.values():
@@ -179,7 +196,7 @@ async def deliver_batch(
         report.error, report.done = error, True
         reason = reason or next(
             (o.error for o in outcomes.values() if o.error and o.status == EmailStatus.PENDING),
-            smtp.describe(error),
+            describe(error),
         )
         logger.info(
             "delivery stopped, %s: %s", "giving up" if run.final_attempt else "will retry", reason

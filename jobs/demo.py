@@ -3,6 +3,9 @@
 Embedded PostgreSQL (unless DATABASE_URL is set), migrations, a local SMTP
 sink writing ``.eml`` files, a few sign-ups (one rolled back), a worker run
 until the queue is drained, and a summary.
+
+It works in a database of its own (``jobs_demo`` on the same server), never in
+the configured one: draining that one into a local sink would lose real mail.
 """
 
 from __future__ import annotations
@@ -14,7 +17,14 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from jobs.accounts import EmailTaken, register_user, register_user_async
-from jobs.db import async_session_factory, check_connection, database_url, session_factory
+from jobs.db import (
+    async_session_factory,
+    check_connection,
+    create_database,
+    database_url,
+    describe_server,
+    session_factory,
+)
 from jobs.models import EmailMessage, EmailStatus, User
 from jobs.schema import migrate
 from jobs.settings import get_settings
@@ -29,9 +39,13 @@ DEMO_USERS = [
 ROLLED_BACK = ("mallory@example.com", "mallory")
 
 
-def _point_mail_at(sink: Sink) -> None:
-    """Task bodies read settings themselves: send them to the sink."""
+DEMO_DATABASE = "jobs_demo"
+
+
+def _point_at(url: str, sink: Sink) -> None:
+    """Task bodies read settings themselves: the demo database, mail to the sink."""
     os.environ.update(
+        DATABASE_URL=url,
         MAIL_SERVER=sink.host,
         MAIL_PORT=str(sink.port),
         MAIL_USERNAME="",
@@ -84,20 +98,22 @@ def _ledger(url: str) -> dict[str, int]:
     return counts
 
 
-def run_demo() -> int:
+def run_demo(database: str = DEMO_DATABASE) -> int:
     settings = get_settings()
-    url = database_url(settings)
-    check_connection(url)
+    server = database_url(settings)
+    check_connection(server)
+    url = create_database(server, database)
     migrate(url)
     outbox = (settings.JOBS_DATA_DIR / "outbox").resolve()
     with Sink(outbox=outbox) as sink:
-        _point_mail_at(sink)
+        _point_at(url, sink)
         created, existing = _register_sync(url)
         a_created, a_existing = asyncio.run(_register_async_and_work(url))
         created, existing = created + a_created, existing + a_existing
         delivered = len(sink.messages)
     ledger = _ledger(url)
     _print_summary(created, existing, delivered, ledger, outbox)
+    print(f"  database               : {database} on {describe_server(url)}\n")
     return 0
 
 
@@ -117,4 +133,3 @@ def _print_summary(
         + ", ".join(f"{s.value} {ledger[s.value]}" for s in EmailStatus)
     )
     print(f"  open them              : {outbox}/*.eml")
-    print()

@@ -7,6 +7,13 @@ to procrastinate's retry machinery.
 from __future__ import annotations
 
 
+def describe(exc: BaseException, limit: int = 1000) -> str:
+    """``Type: message`` on one line, at most ``limit`` characters (ledger, results)."""
+    message = " ".join(str(exc).split())
+    reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+
 class JobsError(Exception):
     """Base class for errors the user must act on."""
 

@@ -10,10 +10,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Update, any_, bindparam, func, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Update,
+    and_,
+    any_,
+    bindparam,
+    case,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.models import EmailMessage, EmailStatus, User
+
+# The reason written on the rows of a job an operator cancelled (`jobs cancel`).
+CANCELLED = "cancelled: job {job_id} was cancelled by an operator"
 
 
 @dataclass(frozen=True)
@@ -27,7 +41,7 @@ class Pending:
     context: dict[str, Any] | None
     subject: str | None
     headers: dict[str, str] | None  # extra headers (List-Unsubscribe for promotions)
-    inactive: bool  # its user is deactivated: suppress, do not send
+    suppress: str | None  # why not to send it (user inactive, or unsubscribed from promotions)
 
 
 @dataclass
@@ -61,7 +75,16 @@ _LOCK = (
         EmailMessage.context,
         EmailMessage.subject,
         EmailMessage.headers,
-        func.coalesce(User.is_active.is_(False), False),
+        case(
+            (User.is_active.is_(False), "suppressed: the user is inactive"),
+            (
+                and_(
+                    EmailMessage.promotion_run_id.is_not(None),
+                    User.unsubscribed_at.is_not(None),
+                ),
+                "suppressed: the user unsubscribed from promotions",
+            ),
+        ),
     )
     .outerjoin(User, User.id == EmailMessage.user_id)
     .where(
@@ -82,7 +105,8 @@ async def lock_batch(
 
     Rows another job holds are skipped (that job sends them), so two jobs never
     send the same row; a row already ``sent`` is never returned. A row whose
-    user is inactive comes back with ``inactive`` set.
+    user is inactive (or, for a promotion, unsubscribed) comes back with
+    ``suppress`` set.
     """
     result = await session.execute(_LOCK, {"ids": list(ids), "after": after, "limit": limit})
     return [Pending(*row) for row in result.all()]

@@ -108,7 +108,8 @@ class DatabaseCollector(Collector):
             with self._sessions() as session:
                 gauges = monitor.gauges(session, stalled_after=self._stalled_after)
         except (SQLAlchemyError, OSError) as exc:
-            logger.warning("metrics: queue gauges unavailable: %s", str(exc).splitlines()[0])
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            logger.warning("metrics: queue gauges unavailable: %s", reason)
             gauges = None
         return iter(self._families(gauges))
 

@@ -1,6 +1,6 @@
 """The queries behind `jobs status` and `/metrics`: queues, workers, rates, ledger, runs.
 
-Every query reads an index made for it (migration 0005): the current backlog
+Every query reads an index made for it (migration 0006): the current backlog
 (todo/doing), the failed jobs, and outcome events by time. None of them scans
 the old finished jobs, so they stay cheap with millions of those.
 """

@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from jobs.cache import result_cache
 from jobs.db import async_engine, database_url
+from jobs.errors import describe
 from jobs.models import JobResult, ResultStatus
 from jobs.outcome import Result, State
 from jobs.results import result_upsert
@@ -39,15 +40,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 2000  # a failure reason is a diagnostic; the traceback is in the logs
-
-
-def describe_error(exc: BaseException) -> str:
-    """``Type: message``, at most `MAX_ERROR_CHARS` characters."""
-    message = str(exc).strip()
-    reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    if len(reason) > MAX_ERROR_CHARS:
-        reason = reason[: MAX_ERROR_CHARS - 1] + "…"
-    return reason
 
 
 async def record_outcome(call_next: AsyncCallNext, context: JobContext, worker: Worker) -> Any:
@@ -121,7 +113,7 @@ async def _record_failure(job: Job, exc: Exception) -> None:
         "task_name": job.task_name,
         "status": ResultStatus.FAILED,
         "result": None,
-        "error": describe_error(exc),
+        "error": describe(exc, MAX_ERROR_CHARS),
     }
     statement = insert(JobResult).values(**row)
     statement = statement.on_conflict_do_update(

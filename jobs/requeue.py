@@ -120,7 +120,7 @@ def cancel(session: Session, job_id: int) -> str:
         ids = salvage.message_ids(task_name, args)
         if ids:
             session.execute(
-                ledger.fail_pending_statement(ids, salvage.CANCELLED.format(job_id=job_id))
+                ledger.fail_pending_statement(ids, ledger.CANCELLED.format(job_id=job_id))
             )
         return "cancelled"
     if status == "doing":

@@ -16,6 +16,8 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from jobs.results import prune_results
+
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
@@ -109,14 +111,19 @@ async def prune(
         deleted += n
         if cursor is None:
             break
+    async with sessions() as session, session.begin():  # results go with their jobs
+        results = await prune_results(session, before=jobs_before)
     while contexts_before is not None:
         async with sessions() as session, session.begin():
             n = await drop_contexts_batch(session, cutoff=contexts_before, batch_size=batch_size)
         dropped += n
         if n < batch_size:
             break
-    if deleted or dropped:
+    if deleted or dropped or results:
         logger.info(
-            "retention: deleted %d finished jobs, dropped %d email contexts", deleted, dropped
+            "retention: deleted %d finished jobs and %d results, dropped %d email contexts",
+            deleted,
+            results,
+            dropped,
         )
-    return {"jobs_deleted": deleted, "contexts_dropped": dropped}
+    return {"jobs_deleted": deleted, "results_deleted": results, "contexts_dropped": dropped}

@@ -30,7 +30,6 @@ from jobs.tasks.email_tasks import DELIVER_TASK
 
 WORKER_DIED = "worker died {n} times"
 _WORKER_DIED_PREFIX = "worker died "
-CANCELLED = "cancelled: job {job_id} was cancelled by an operator"
 
 
 def message_ids(task_name: str, args: Mapping[str, Any]) -> list[int]:

@@ -61,12 +61,6 @@ class Settings(BaseSettings):
     MAIL_RETRY_MAX_DELAY: Annotated[float, Field(ge=1, le=86_400)] = 1800.0
     JOB_TIMEOUT_SECONDS: Annotated[float, Field(gt=0, le=86_400)] = 900.0
 
-    @field_validator("MAIL_RATE_LIMIT", mode="before")
-    @classmethod
-    def _blank_rate_is_unlimited(cls, value: Any) -> Any:
-        """``MAIL_RATE_LIMIT=`` (empty, as in .env.example) means no limit."""
-        return None if isinstance(value, str) and not value.strip() else value
-
     # Application
     FRONTEND_URL: AnyHttpUrl = AnyHttpUrl("http://localhost:3000")
     SECRET_KEY: SecretStr | None = None
@@ -94,9 +88,10 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("UNSUBSCRIBE_URL", mode="before")
+    @field_validator("UNSUBSCRIBE_URL", "MAIL_RATE_LIMIT", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
+        """``NAME=`` (empty, as in .env.example) means unset (for a rate: unlimited)."""
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("UNSUBSCRIBE_MAILTO")

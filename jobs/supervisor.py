@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from procrastinate.app import WorkerOptions
 from prometheus_client import REGISTRY
@@ -26,7 +26,7 @@ MAX_HEARTBEAT_INTERVAL = 10.0
 class Operations:
     """How `jobs worker` is operated; built from Settings at the edge."""
 
-    database_url: str | None = None  # for the metrics collector
+    database_url: str | None = field(default=None, repr=False)  # metrics; holds a password
     http_host: str = "127.0.0.1"
     http_port: int = 0  # 0: no HTTP endpoint
     shutdown_timeout: float | None = None  # None: wait for running jobs without limit

@@ -14,6 +14,7 @@ import pytest
 
 from jobs import db
 from jobs.app import app
+from jobs.db import with_database
 from jobs.embedded import embedded_url
 from jobs.schema import migrate
 from jobs.settings import get_settings, load_settings
@@ -30,10 +31,6 @@ os.environ["PROMOTION_SCHEDULE_ENABLED"] = "false"
 # for a port (several workers at once would otherwise fight over 9464).
 os.environ["WORKER_HTTP_PORT"] = "0"
 RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
-
-
-def with_dbname(url: str, name: str) -> str:
-    return urlsplit(url)._replace(path=f"/{name}").geturl()
 
 
 def _server_url() -> str:
@@ -64,7 +61,7 @@ def template_url(server_url: str) -> Iterator[str]:
     name = f"jobs_tpl_{RUN_ID}"
     _admin(server_url, f'DROP DATABASE IF EXISTS "{name}"')
     _admin(server_url, f'CREATE DATABASE "{name}"')
-    url = with_dbname(server_url, name)
+    url = with_database(server_url, name)
     migrate(url)
     yield url
     _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -78,7 +75,7 @@ async def database_url(
     name = f"jobs_test_{RUN_ID}_{uuid.uuid4().hex[:8]}"
     template = urlsplit(template_url).path.lstrip("/")
     _admin(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    url = with_dbname(server_url, name)
+    url = with_database(server_url, name)
     monkeypatch.setenv("DATABASE_URL", url)
     get_settings.cache_clear()
     try:

@@ -6,11 +6,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 
 from jobs import cli
-from jobs.db import session_factory
+from jobs.db import session_factory, with_database
 from jobs.email import enqueue_email
 from jobs.sink import Sink
 from tests.conftest import count
@@ -44,19 +46,32 @@ def test_unreachable_database_is_one_line_naming_host_and_port(
     assert "s3cret" not in err
 
 
-def test_demo_runs_twice_without_duplicates(database_url: str, tmp_path: Path) -> None:
+def test_demo_runs_twice_without_duplicates_in_a_database_of_its_own(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The configured database is left alone: its pending mail is not the demo's."""
+    with session_factory(database_url)() as session, session.begin():
+        enqueue_email(session, to="real@example.com", template="welcome", context={"username": "r"})
+    demo_db = f"{urlsplit(database_url).path.lstrip('/')}_demo"
     env = {**os.environ, "DATABASE_URL": database_url, "JOBS_DATA_DIR": str(tmp_path)}
-    runs = [
-        subprocess.run(
-            [sys.executable, "-m", "jobs.cli", "demo"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        for _ in range(2)
-    ]
+    try:
+        runs = [
+            subprocess.run(
+                [sys.executable, "-m", "jobs.cli", "demo", "--database", demo_db],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            for _ in range(2)
+        ]
+        demo_url = with_database(database_url, demo_db)
+        mallory = count(demo_url, "SELECT count(*) FROM users WHERE username = 'mallory'")
+        demo_emails = count(demo_url, "SELECT count(*) FROM email_messages")
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{demo_db}" WITH (FORCE)')  # type: ignore[arg-type]
     for run in runs:
         assert run.returncode == 0, run.stderr
     assert "users created this run : 3" in runs[0].stdout
@@ -64,8 +79,9 @@ def test_demo_runs_twice_without_duplicates(database_url: str, tmp_path: Path) -
     assert "users created this run : 0 (already there: 3)" in runs[1].stdout
     assert "emails delivered now   : 0" in runs[1].stdout
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 3
-    assert count(database_url, "SELECT count(*) FROM users WHERE username = 'mallory'") == 0
-    assert count(database_url, "SELECT count(*) FROM email_messages") == 3
+    assert (mallory, demo_emails) == (0, 3)
+    assert count(database_url, "SELECT count(*) FROM users") == 0
+    assert count(database_url, "SELECT count(*) FROM email_messages WHERE status = 'pending'") == 1
 
 
 # Results (issue 6) -------------------------------------------------------------
@@ -142,3 +158,39 @@ def test_procrastinate_cli_worker_records_results_too(database_url: str, smtp: S
         check=True,
     )
     assert get_result(job_id).value == {"sent": 1, "failed": 0, "suppressed": 0}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {
+                "MAIL_SERVER": "smtp.example.com",
+                "MAIL_USERNAME": "me",
+                "MAIL_PASSWORD": "hunter2-secret",
+            },
+            "not encrypted",
+        ),
+        ({"PROMOTION_SCHEDULE_ENABLED": "true"}, "SECRET_KEY is not set"),
+    ],
+)
+def test_worker_refuses_to_start_on_settings_every_job_would_fail_on(
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    message: str,
+) -> None:
+    from jobs.settings import get_settings
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["worker", "--drain"]) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert message in err
+    assert "hunter2-secret" not in err

@@ -227,6 +227,45 @@ async def test_inactive_users_are_suppressed_not_sent(database_url: str, smtp: S
         "u2@example.com",
         "u3@example.com",
     ]
+    assert ledger[1].last_error == "suppressed: the user is inactive"
+
+
+async def test_a_promotion_to_a_user_who_unsubscribed_since_is_suppressed(
+    database_url: str, smtp: Sink
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO users (email, username) VALUES ('a@example.com', 'a'),"
+            " ('b@example.com', 'b');"
+            "INSERT INTO promotion_runs (campaign_id, period)"
+            " SELECT id, now() FROM campaigns WHERE name = 'default'"
+        )
+    with session_factory(database_url)() as session, session.begin():
+        rows = [
+            EmailMessage(
+                idempotency_key=f"{kind}:{user_id}",
+                kind=kind,
+                user_id=user_id,
+                to_address="b@example.com",
+                template="welcome",
+                context={"username": "b"},
+                promotion_run_id=run_id,
+            )
+            for kind, user_id, run_id in (("promotion", 2, 1), ("welcome", 2, None))
+        ]
+        session.add_all(rows)
+        session.flush()
+        defer_delivery(session, [r.id for r in rows], priority=BULK_PRIORITY)
+    with psycopg.connect(database_url, autocommit=True) as conn:  # after the fan-out
+        conn.execute("UPDATE users SET unsubscribed_at = now() WHERE id = 2")
+    await drain()
+    promotion, welcome = _ledger(database_url)
+    assert (promotion.status, promotion.last_error) == (
+        EmailStatus.SUPPRESSED,
+        "suppressed: the user unsubscribed from promotions",
+    )
+    assert welcome.status == EmailStatus.SENT  # transactional mail still goes
+    assert len(smtp.messages) == 1
 
 
 async def test_connections_are_reused_across_messages_and_jobs(
@@ -333,3 +372,25 @@ async def test_an_unreachable_server_is_retried_then_fails_with_its_address(
         assert f"127.0.0.1:{port}" in row.last_error
         assert 1 <= row.attempts <= 3
     assert _job_attempts(database_url) == [3]
+
+
+async def test_a_4xx_for_one_recipient_defers_it_alone_and_the_chunk_goes_on(
+    database_url: str, smtp: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAIL_MAX_ATTEMPTS", "3")
+    faults(smtp).refuse["user3@example.com"] = "450 4.2.0 greylisted, try again later"
+    _chunk(database_url, 10)
+    await drain(fast_forward=0)  # the first run only
+    rows = _ledger(database_url)
+    assert [r.status for r in rows].count(EmailStatus.SENT) == 9
+    assert len(smtp.messages) == 9
+    greylisted = rows[3]
+    assert (greylisted.status, greylisted.attempts) == (EmailStatus.PENDING, 1)
+    assert greylisted.last_error is not None
+    assert "450" in greylisted.last_error
+    await drain(fast_forward=10)  # the retries: still greylisted every time
+    greylisted = _ledger(database_url)[3]
+    assert (greylisted.status, greylisted.attempts) == (EmailStatus.FAILED, 3)
+    assert greylisted.last_error is not None
+    assert greylisted.last_error.startswith(TRANSIENT_EXHAUSTED)
+    assert len(smtp.messages) == 9  # nothing was sent twice

@@ -76,12 +76,14 @@ async def test_a_rejected_message_keeps_the_connection(smtp: Sink) -> None:
     assert smtp.handler.connections == 1
 
 
-async def test_a_transient_error_discards_the_connection(smtp: Sink) -> None:
-    faults(smtp).data_replies.append("451 4.3.0 try later")
+async def test_server_trouble_discards_the_connection_a_deferral_keeps_it(smtp: Sink) -> None:
+    faults(smtp).data_replies.extend(["451 4.3.0 try later", "421 4.3.0 closing"])
     pool = SmtpPool(_config(smtp), max_size=1)
-    with pytest.raises(aiosmtplib.SMTPDataError):
+    with pytest.raises(smtp_client.Deferred):  # this message, later: the connection is fine
         await _send(pool, 1)
-    await _send(pool, 2)
+    with pytest.raises(aiosmtplib.SMTPException):  # the server itself is in trouble
+        await _send(pool, 2)
+    await _send(pool, 3)
     await pool.close()
     assert smtp.handler.connections == 2
 

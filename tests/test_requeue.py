@@ -3,10 +3,13 @@ emails that may safely be sent again; `jobs cancel` stops a job."""
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 import pytest
 
 from jobs import cli
+from jobs.app import app
 from jobs.db import session_factory
 from jobs.email import defer_delivery, enqueue_email
 from jobs.models import EmailMessage, EmailStatus
@@ -152,6 +155,43 @@ def test_cancel_a_running_job_requests_its_abort(
     assert cli.main(["cancel", str(job_id)]) == 0
     assert capsys.readouterr().out.strip() == f"job {job_id}: abort requested"
     assert count(database_url, "SELECT count(*) FROM procrastinate_jobs WHERE abort_requested") == 1
+
+
+async def test_cancelling_a_running_delivery_fails_its_unsent_emails_for_good(
+    database_url: str, smtp: Sink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faults(smtp).stall_mail.append(60)  # the server sits on the first message
+    with session_factory(database_url)() as session, session.begin():
+        enqueue_email(session, to="a@example.com", template="welcome", context={"username": "a"})
+    job_id = count(database_url, "SELECT id FROM procrastinate_jobs")
+    async with app.open_async():
+        worker = asyncio.create_task(
+            app.run_worker_async(
+                wait=False,
+                install_signal_handlers=False,
+                listen_notify=False,
+                abort_job_polling_interval=0.1,
+            )
+        )
+        doing = f"SELECT count(*) FROM procrastinate_jobs WHERE id = {job_id} AND status = 'doing'"
+        for _ in range(600):  # at most 30 s for the worker to take the job
+            if count(database_url, doing):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # inside the SMTP conversation
+        assert cli.main(["cancel", str(job_id)]) == 0
+        await asyncio.wait_for(worker, timeout=30)
+    assert capsys.readouterr().out.strip() == f"job {job_id}: abort requested"
+    status = f"SELECT status::text = 'aborted' FROM procrastinate_jobs WHERE id = {job_id}"
+    assert count(database_url, status) == 1  # ended, not retried
+    row = _ledger(database_url)["a@example.com"]
+    assert (row.status, row.last_error) == (
+        EmailStatus.FAILED,
+        f"cancelled: job {job_id} was cancelled by an operator",
+    )
+    assert cli.main(["retry-failed"]) == 0  # an operator's decision is not undone
+    assert _ledger(database_url)["a@example.com"].status == EmailStatus.FAILED
+    assert smtp.messages == []
 
 
 def test_durations() -> None:

@@ -86,6 +86,12 @@ def _contexts(url: str) -> dict[str, bool]:
 
 async def test_prune_deletes_only_old_finished_jobs_in_batches(database_url: str) -> None:
     jobs = _seed(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO job_results (job_id, task_name, status, result, finished_at) VALUES"
+            " (900001, 'old', 'succeeded', '1', now() - interval '8 days'),"
+            " (900002, 'recent', 'succeeded', '2', now())"
+        )
     now = datetime.now(UTC)
     result = await prune(
         async_session_factory(database_url),
@@ -93,7 +99,8 @@ async def test_prune_deletes_only_old_finished_jobs_in_batches(database_url: str
         contexts_before=now - timedelta(days=30),
         batch_size=2,  # several batches, one transaction each
     )
-    assert result == {"jobs_deleted": 4, "contexts_dropped": 2}
+    assert result == {"jobs_deleted": 4, "results_deleted": 1, "contexts_dropped": 2}
+    assert count(database_url, "SELECT job_id FROM job_results") == 900002
     assert _kept(database_url) == {
         jobs[name] for name in ("recent succeeded", "retried, recent", "old todo", "old doing")
     }
@@ -117,7 +124,7 @@ async def test_prune_deletes_only_old_finished_jobs_in_batches(database_url: str
         contexts_before=now - timedelta(days=30),
         batch_size=2,
     )
-    assert again == {"jobs_deleted": 0, "contexts_dropped": 0}
+    assert again == {"jobs_deleted": 0, "results_deleted": 0, "contexts_dropped": 0}
 
 
 async def test_the_periodic_task_applies_the_configured_retention(database_url: str) -> None:

@@ -52,7 +52,7 @@ class SmtpPool:
             self._in_use += 1
             try:
                 yield client
-            except smtp.Rejected:
+            except (smtp.Rejected, smtp.Deferred):  # refused, not broken: keep it
                 self._checkin(client)
                 raise
             except BaseException:

@@ -1,14 +1,17 @@
 """Talking to the SMTP server (aiosmtplib): connect, send, classify failures.
 
 A refusal the server means (5xx), or a message this server cannot take at all
-(an address aiosmtplib refuses, SMTPUTF8 unsupported), raises `Rejected`;
-everything else — 4xx, timeouts, dropped connections — propagates as transient.
+(an address aiosmtplib refuses, SMTPUTF8 unsupported), raises `Rejected`; a
+4xx for this one message (greylisting, a full mailbox) raises `Deferred`: the
+connection is fine, the other messages go on. Everything else — 421, timeouts,
+dropped connections — propagates as trouble with the server itself.
 """
 
 from __future__ import annotations
 
 import aiosmtplib
 
+from jobs.errors import describe
 from jobs.mail.config import SmtpConfig
 from jobs.mail.message import Outgoing
 
@@ -22,6 +25,15 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 class Rejected(Exception):
     """This message can never be sent as it is (5xx, unsendable address)."""
+
+
+class Deferred(Exception):
+    """The server refused this message for now (4xx for it): try it again later."""
+
+
+def _for_this_message(code: int) -> bool:
+    """A 4xx about this message; 421 means the server is closing the connection."""
+    return 400 <= code < 500 and code != 421
 
 
 def client(config: SmtpConfig) -> aiosmtplib.SMTP:
@@ -52,16 +64,15 @@ async def send(smtp: aiosmtplib.SMTP, message: Outgoing) -> None:
         raise Rejected(describe(exc)) from exc
     except aiosmtplib.SMTPRecipientsRefused as exc:
         codes = [r.code for r in exc.recipients]
+        reason = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
         if all(500 <= code < 600 for code in codes):
-            raise Rejected("; ".join(f"{r.code} {r.message}" for r in exc.recipients)) from exc
+            raise Rejected(reason) from exc
+        if all(_for_this_message(code) or code >= 500 for code in codes):
+            raise Deferred(reason) from exc
         raise
     except aiosmtplib.SMTPResponseException as exc:
         if 500 <= exc.code < 600:
             raise Rejected(f"{exc.code} {exc.message}") from exc
+        if _for_this_message(exc.code):
+            raise Deferred(f"{exc.code} {exc.message}") from exc
         raise
-
-
-def describe(exc: BaseException) -> str:
-    """One line for the ledger's ``last_error``."""
-    text = str(exc).strip().replace("\n", " ") or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:1000]

@@ -6,11 +6,15 @@ import asyncio
 import logging
 
 from procrastinate import JobContext
+from procrastinate.exceptions import JobAborted
+from procrastinate.job_context import AbortReason
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jobs import ledger
 from jobs.app import app
 from jobs.db import async_engine, database_url
-from jobs.delivery import Delivery, Report, batch_size, deliver_batch
+from jobs.delivery import TRANSIENT_EXHAUSTED, Delivery, Report, batch_size, deliver_batch
+from jobs.errors import describe
 from jobs.mail.config import MailConfig
 from jobs.mail.pool import get_pool
 from jobs.mail.ratelimit import RateLimiter
@@ -47,42 +51,65 @@ def _interrupted(context: JobContext, settings: Settings) -> str:
     return "delivery interrupted (worker stopped or job aborted)"
 
 
+async def _give_up(url: str, message_ids: list[int], reason: str) -> None:
+    """Fail the still-pending rows of a job that ends now, in their own transaction,
+    so that no row stays pending with no job left to send it."""
+    async with AsyncSession(async_engine(url)) as session, session.begin():
+        await ledger.fail_pending(session, message_ids, reason)
+
+
 @app.task(name=DELIVER_TASK, queue=EMAIL_QUEUE, retry=retry, pass_context=True)
 async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]:
     """Send the pending messages among ``message_ids``, one committed batch at a time.
 
-    Transient trouble is raised after the batch that met it is committed, so
-    procrastinate retries the job for the rows still pending.
+    Server trouble is raised after the batch that met it is committed, and a
+    deferred message (4xx for it) once every batch is, so procrastinate retries
+    the job for the rows still pending. When the job ends for good — its final
+    attempt, or an operator's `jobs cancel` — no row is left pending.
     """
     settings = get_settings()
     url = database_url(settings)
-    mail = MailConfig.from_settings(settings)
-    run = Delivery(
-        mail=mail,
-        pool=get_pool(mail.smtp, settings.MAIL_MAX_CONNECTIONS),
-        limiter=RateLimiter(async_engine(url), settings.MAIL_RATE_LIMIT, mail.smtp.address),
-        final_attempt=backoff(settings).is_final(context.job.attempts),
-        interrupted=lambda: _interrupted(context, settings),
-        batch_size=batch_size(settings.MAIL_RATE_LIMIT),
-    )
+    final = backoff(settings).is_final(context.job.attempts)
     report = Report()
-    # One connection for the whole job (no pool checkout per batch), one transaction per batch.
-    async with (
-        async_engine(url).connect() as connection,
-        AsyncSession(bind=connection, expire_on_commit=False) as session,
-    ):
-        while not report.done:
-            async with session.begin():
-                await deliver_batch(session, message_ids, report, run)
-                if report.done and report.error is None:
-                    # The summary commits with the last batch's ledger updates.
-                    await store_result_async(
-                        session,
-                        job_id=context.job.id,
-                        task_name=DELIVER_TASK,
-                        result=report.summary(),
-                    )
-    logger.info("email.deliver job %s: %s", context.job.id, report.summary())
-    if report.error is not None:
-        raise report.error
+    try:
+        mail = MailConfig.from_settings(settings)
+        run = Delivery(
+            mail=mail,
+            pool=get_pool(mail.smtp, settings.MAIL_MAX_CONNECTIONS),
+            limiter=RateLimiter(async_engine(url), settings.MAIL_RATE_LIMIT, mail.smtp.address),
+            final_attempt=final,
+            interrupted=lambda: _interrupted(context, settings),
+            batch_size=batch_size(settings.MAIL_RATE_LIMIT),
+        )
+        # One connection for the whole job, one transaction per batch.
+        async with (
+            async_engine(url).connect() as connection,
+            AsyncSession(bind=connection, expire_on_commit=False) as session,
+        ):
+            while not report.done:
+                async with session.begin():
+                    await deliver_batch(session, message_ids, report, run)
+                    if report.done and report.finish() is None:
+                        # The summary commits with the last batch's ledger updates.
+                        await store_result_async(
+                            session,
+                            job_id=context.job.id,
+                            task_name=DELIVER_TASK,
+                            result=report.summary(),
+                        )
+        logger.info("email.deliver job %s: %s", context.job.id, report.summary())
+        trouble = report.finish()  # raised once every batch is committed
+        if trouble is not None:
+            raise trouble
+    except asyncio.CancelledError:
+        if context.abort_reason() == AbortReason.USER_REQUEST:
+            await _give_up(url, message_ids, ledger.CANCELLED.format(job_id=context.job.id))
+            raise JobAborted(f"job {context.job.id} was cancelled by an operator") from None
+        if final:
+            await _give_up(url, message_ids, TRANSIENT_EXHAUSTED + _interrupted(context, settings))
+        raise
+    except Exception as exc:
+        if final:
+            await _give_up(url, message_ids, TRANSIENT_EXHAUSTED + describe(exc))
+        raise
     return report.summary()

@@ -8,32 +8,37 @@ many workers run. The cron is read here at import, from the environment and
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import psycopg
 import sqlalchemy.exc
-from procrastinate import RetryStrategy
 from procrastinate.exceptions import ConnectorException
 
 from jobs.app import app
 from jobs.db import async_session_factory, database_url
 from jobs.promotion import promotion_config, send_promotions
+from jobs.retry import Backoff, BackoffRetry
 from jobs.schedule import period_of
 from jobs.settings import get_settings
+from jobs.timeout import JobTimeout
 
 PROMOTION_TASK = "promotion.send_promotion_emails"
 PROMOTION_QUEUE = "default"
 PERIODIC_ID = "promotion"
 
-# A retry resumes the run from its cursor; configuration errors are not retried.
-retry = RetryStrategy(
-    max_attempts=5,
-    exponential_wait=5,
-    retry_exceptions={
+# A retry resumes the run from its cursor (every chunk is idempotent), so a
+# lost database, a job timeout or a worker shut down mid-run all retry;
+# configuration errors are not retried.
+retry = BackoffRetry(
+    lambda: Backoff(max_attempts=5, base_delay=5.0, max_delay=300.0),
+    (
         sqlalchemy.exc.OperationalError,
         psycopg.OperationalError,
         ConnectorException,
-    },
+        JobTimeout,
+        asyncio.CancelledError,
+    ),
 )
 
 
