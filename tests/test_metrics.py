@@ -44,6 +44,9 @@ def test_metrics_show_the_queue_the_work_and_the_emails(
     try:
         sent = "SELECT count(*) FROM email_messages WHERE status = 'sent'"
         wait_until(lambda: count(database_url, sent) == 2, "both emails to be sent")
+        # The ledger commits before the job ends: wait for the jobs themselves.
+        done = "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
+        wait_until(lambda: count(database_url, done) == 2, "both jobs to succeed")
         status, body = get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200
         health = get(f"http://127.0.0.1:{port}/healthz")
