@@ -14,8 +14,10 @@ import pytest
 
 from jobs import db
 from jobs.app import app
-from jobs.db import with_database
+from jobs.db import session_factory, with_database
+from jobs.email import BULK_PRIORITY, defer_delivery
 from jobs.embedded import embedded_url
+from jobs.models import EmailMessage
 from jobs.schema import migrate
 from jobs.settings import get_settings, load_settings
 from jobs.sink import Sink
@@ -135,6 +137,28 @@ async def drain(*, fast_forward: int = 10, concurrency: int = 4) -> None:
             ).rowcount
         if not moved:
             return
+
+
+def queue_chunk(
+    url: str, n: int, *, offset: int = 0, key: str = "test", priority: int = BULK_PRIORITY
+) -> tuple[list[int], int]:
+    """``n`` welcome ledger rows (``user<i>@example.com``) and ONE delivery job for
+    all of them, as a promotion chunk is queued: (their ids, the job id)."""
+    with session_factory(url)() as session, session.begin():
+        rows = [
+            EmailMessage(
+                idempotency_key=f"{key}:{i}",
+                kind="test",
+                to_address=f"user{i}@example.com",
+                template="welcome",
+                context={"username": f"user{i}"},
+            )
+            for i in range(offset, offset + n)
+        ]
+        session.add_all(rows)
+        session.flush()
+        ids = [row.id for row in rows]
+        return ids, defer_delivery(session, ids, priority=priority)
 
 
 def count(url: str, query: str) -> int:

@@ -135,21 +135,10 @@ def test_result_command_refuses_a_bad_job_id(bad: str, capsys: pytest.CaptureFix
 
 
 def test_procrastinate_cli_worker_records_results_too(database_url: str, smtp: Sink) -> None:
-    from jobs.email import defer_delivery
-    from jobs.models import EmailMessage
     from jobs.results import get_result
+    from tests.conftest import queue_chunk
 
-    with session_factory(database_url)() as session, session.begin():
-        row = EmailMessage(
-            idempotency_key="cli:1",
-            kind="welcome",
-            to_address="p@example.com",
-            template="welcome",
-            context={"username": "p"},
-        )
-        session.add(row)
-        session.flush()
-        job_id = defer_delivery(session, [row.id])
+    _, job_id = queue_chunk(database_url, 1)
     subprocess.run(
         [sys.executable, "-m", "procrastinate", "--app=jobs.app.app", "worker", "--one-shot"],
         env=os.environ.copy(),

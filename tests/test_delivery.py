@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any
 
 import psycopg
 import pytest
@@ -20,27 +19,11 @@ from jobs.settings import get_settings
 from jobs.sink import Sink, free_port
 from jobs.tasks.email_tasks import DELIVER_TASK
 from jobs.timeout import set_task_timeout
-from tests.conftest import count, drain, faults
+from tests.conftest import count, drain, faults, queue_chunk
 
 
-def _chunk(url: str, n: int, *, offset: int = 0, **overrides: Any) -> list[int]:
-    """``n`` ledger rows and ONE delivery job for all of them."""
-    with session_factory(url)() as session, session.begin():
-        rows = [
-            EmailMessage(
-                idempotency_key=f"test:{i}",
-                kind="test",
-                to_address=f"user{i}@example.com",
-                template="welcome",
-                context={"username": f"user{i}"},
-                **overrides,
-            )
-            for i in range(offset, offset + n)
-        ]
-        session.add_all(rows)
-        session.flush()
-        defer_delivery(session, [row.id for row in rows], priority=BULK_PRIORITY)
-        return [row.id for row in rows]
+def _chunk(url: str, n: int, *, offset: int = 0) -> list[int]:
+    return queue_chunk(url, n, offset=offset)[0]
 
 
 def _ledger(url: str) -> list[EmailMessage]:

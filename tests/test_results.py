@@ -8,13 +8,11 @@ import pytest
 
 from jobs.app import app
 from jobs.db import session_factory
-from jobs.email import defer_delivery
 from jobs.errors import ResultTooLarge
-from jobs.models import EmailMessage
 from jobs.results import Result, State, get_result, get_result_async, store_result
 from jobs.settings import get_settings
 from jobs.sink import Sink
-from tests.conftest import count, drain
+from tests.conftest import count, drain, queue_chunk
 from tests.result_tasks import answer, boom, defer, flaky, odd, signup
 
 
@@ -38,17 +36,7 @@ def backend(request: pytest.FixtureRequest, database_url: str) -> str:
 
 
 async def test_delivery_summary_is_the_result(backend: str, database_url: str, smtp: Sink) -> None:
-    with session_factory(database_url)() as session, session.begin():
-        row = EmailMessage(
-            idempotency_key="k1",
-            kind="welcome",
-            to_address="a@example.com",
-            template="welcome",
-            context={"username": "a"},
-        )
-        session.add(row)
-        session.flush()
-        job_id = defer_delivery(session, [row.id])
+    _, job_id = queue_chunk(database_url, 1)
     assert (await answers(job_id)).state is State.PENDING
     await drain()
     result = await answers(job_id)
