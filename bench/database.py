@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import psycopg
 
 from jobs.db import database_url, with_database
-from jobs.schema import migrate
+from jobs.db.migrations import migrate
 from jobs.settings import load_settings
 
 

@@ -1,6 +1,6 @@
 """Scenario 2: the daily promotion fanned out to every user.
 
-The real code path (`jobs.promotion.send_promotions`) in a child process, so
+The real code path (`jobs.promotions.promote.send_promotions`) in a child process, so
 its peak RSS is the fan-out's own: seconds until every ledger row and every
 delivery job of the campaign is committed.
 """
@@ -35,8 +35,8 @@ def reset(url: str) -> None:
 
 async def fan_out(url: str) -> float:
     from jobs.db import async_session_factory, dispose_engines
-    from jobs.fanout import PromotionConfig
-    from jobs.promotion import send_promotions
+    from jobs.promotions.fanout import PromotionConfig
+    from jobs.promotions.promote import send_promotions
 
     config = PromotionConfig(
         chunk_size=CHUNK,

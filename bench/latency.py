@@ -18,7 +18,7 @@ from bench.processes import jobs_worker_command, spawn, stop
 from bench.stats import percentile
 from jobs.accounts import register_user
 from jobs.db import session_factory
-from jobs.sink import Sink, SinkHandler
+from jobs.dev.sink import Sink, SinkHandler
 
 
 class StampingHandler(SinkHandler):

@@ -93,8 +93,8 @@ def write_report(
         "",
         "- Signup: 4 threads with sync SQLAlchemy sessions, one transaction per sign-up;"
         " `register_user` against the same INSERT of the user row alone.",
-        "- Fan-out: `jobs.promotion.send_promotions` in a fresh process, until every ledger"
-        " row and delivery job is committed; the Celery design's `send_promotion_emails`"
+        "- Fan-out: `jobs.promotions.promote.send_promotions` in a fresh process, until every"
+        " ledger row and delivery job is committed; the Celery design's `send_promotion_emails`"
         " body (load all users, one `.delay()` each) likewise.",
         "- Delivery rates are read off the sink's counter from its first accepted message to"
         " the last, so process start-up counts for no one. The ceiling sends the very same"

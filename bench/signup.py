@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from bench.stats import median
 from jobs.accounts import INSERT_USER, register_user
-from jobs.address import normalize_address
 from jobs.db import dispose_engines, session_factory
+from jobs.mail.address import normalize_address
 from jobs.models import User
 
 CLIENTS = 4

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from jobs.sink import Sink, free_port
+from jobs.dev.sink import Sink, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 UNPACKED = ROOT / ".data" / "bench" / "postfix"

@@ -20,9 +20,10 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from sqlalchemy import text
 
-from jobs import monitor, retention
 from jobs.db import async_session_factory, dispose_engines, session_factory, with_database
-from jobs.schema import migrate
+from jobs.db.migrations import migrate
+from jobs.ops import queries as monitor
+from jobs.ops import retention
 from jobs.settings import load_settings
 
 NAME = "jobs_bench_status"

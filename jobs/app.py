@@ -1,8 +1,9 @@
-"""The one procrastinate `App` of `jobs`.
+"""The one procrastinate `App` of `jobs`: the composition root of the worker side.
 
 ``procrastinate --app=jobs.app.app worker`` and ``jobs worker`` both use it.
 The database URL is resolved when the first connection is opened, not at
-import, so importing `jobs` never starts a database.
+import, and the periodic promotion is registered from the settings when the
+app loads its tasks (when a worker starts), not when a module is imported.
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ from procrastinate.middleware import WorkerMiddleware
 
 from jobs.db import database_url
 from jobs.mail.pool import close_pool
-from jobs.metrics import observe_job
-from jobs.recorder import record_outcome
-from jobs.settings import get_settings
-from jobs.timeout import timeout_middleware
+from jobs.ops.metrics import observe_job
+from jobs.results.middleware import record_outcome
+from jobs.settings import Settings, get_settings
+from jobs.tasks import PROMOTION_TASK, QUEUES
+from jobs.worker.timeout import timeout_middleware
 
-QUEUES = ("default", "email")
+__all__ = ["QUEUES", "app", "make_connector"]
 
 TASK_MODULES = (
-    "jobs.tasks.email_tasks",
-    "jobs.tasks.promotion_tasks",
-    "jobs.tasks.maintenance",  # operations: stalled jobs, retention
+    "jobs.tasks.delivery",
+    "jobs.tasks.promotion",
+    "jobs.tasks.maintenance",
 )
+PROMOTION_PERIODIC_ID = "promotion"
 
 
 def _conninfo() -> str:
@@ -49,12 +52,29 @@ def make_connector(conninfo: str | None = None) -> PsycopgConnector:
     return Connector(conninfo=conninfo or _conninfo, min_size=1, max_size=10)
 
 
+class JobsApp(App):
+    """procrastinate's `App`, whose schedule comes from the settings when its tasks load."""
+
+    def perform_import_paths(self) -> None:
+        first = not self._import_paths_performed
+        super().perform_import_paths()  # type: ignore[no-untyped-call]  # untyped upstream
+        if first:
+            schedule(self, get_settings())
+
+
+def schedule(app: App, settings: Settings) -> None:
+    """Register the periodic promotion (PROMOTION_CRON, UTC) unless it is disabled."""
+    if settings.PROMOTION_SCHEDULE_ENABLED:
+        task = app.tasks[PROMOTION_TASK]
+        app.periodic(cron=settings.PROMOTION_CRON, periodic_id=PROMOTION_PERIODIC_ID)(task)
+
+
 # Outermost first: metrics and the result recorder see every outcome, a timeout
-# included; every job runs under JOB_TIMEOUT_SECONDS (jobs.timeout), whichever
-# CLI starts the worker.
+# included; every job runs under JOB_TIMEOUT_SECONDS (jobs.worker.timeout),
+# whichever CLI starts the worker.
 WORKER_MIDDLEWARE: list[WorkerMiddleware] = [observe_job, record_outcome, timeout_middleware]
 
-app = App(
+app = JobsApp(
     connector=make_connector(),
     import_paths=list(TASK_MODULES),
     worker_defaults={"worker_middleware": WORKER_MIDDLEWARE},

@@ -39,7 +39,7 @@ def _url() -> str:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from jobs.schema import migrate
+    from jobs.db.migrations import migrate
 
     before, after = migrate(_url())
     if before == after:
@@ -52,7 +52,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def _check_task_settings(settings: Settings, queues: Sequence[str] | None) -> None:
     """Refuse to start on settings every job would fail on, rather than fail each job."""
     from jobs.mail.config import MailConfig
-    from jobs.promotion import promotion_config
+    from jobs.promotions.promote import promotion_config
 
     if queues is None or "email" in queues:
         MailConfig.from_settings(settings)  # e.g. a login over plain text
@@ -66,8 +66,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from jobs.db import describe_server
     from jobs.errors import DatabaseUnreachable
     from jobs.settings import get_settings
-    from jobs.supervisor import Operations
-    from jobs.worker import run_worker
+    from jobs.worker.operations import Operations
+    from jobs.worker.run import run_worker
 
     url = _url()
     settings = get_settings()
@@ -90,10 +90,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from jobs import screen, status
-    from jobs.app import QUEUES
     from jobs.db import session_factory
+    from jobs.ops import status
+    from jobs.ops import status_text as screen
     from jobs.settings import get_settings
+    from jobs.tasks import QUEUES
 
     url = _url()
     with session_factory(url)() as session:
@@ -105,7 +106,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _duration(value: str) -> object:
-    from jobs.requeue import parse_duration
+    from jobs.ops.requeue import parse_duration
 
     try:
         return parse_duration(value)
@@ -114,8 +115,8 @@ def _duration(value: str) -> object:
 
 
 def cmd_retry_failed(args: argparse.Namespace) -> int:
-    from jobs import requeue
     from jobs.db import session_factory
+    from jobs.ops import requeue
 
     url = _url()
     with session_factory(url)() as session:
@@ -138,8 +139,8 @@ def cmd_retry_failed(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from jobs import requeue
     from jobs.db import session_factory
+    from jobs.ops import requeue
 
     url = _url()
     with session_factory(url)() as session, session.begin():
@@ -174,7 +175,7 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from jobs.demo import run_demo
+    from jobs.dev.demo import run_demo
 
     return run_demo(args.database)
 
@@ -183,8 +184,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_campaigns(args: argparse.Namespace) -> int:
-    from jobs.campaigns import add_campaign, list_campaigns, set_active
     from jobs.db import session_factory
+    from jobs.promotions.campaigns import add_campaign, list_campaigns, set_active
 
     with session_factory(_url())() as session, session.begin():
         if args.action == "add":
@@ -208,7 +209,7 @@ def cmd_campaigns(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from jobs.schedule import latest_tick
+    from jobs.promotions.schedule import latest_tick
     from jobs.settings import get_settings
 
     settings = get_settings()
@@ -222,8 +223,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 async def _promote(url: str, period: datetime, campaign: str | None, dry_run: bool) -> int:
     from jobs.db import async_session_factory, dispose_engines
-    from jobs.progress import FanOutProgress
-    from jobs.promotion import count_recipients, promotion_config, send_promotions
+    from jobs.promotions.progress import FanOutProgress
+    from jobs.promotions.promote import count_recipients, promotion_config, send_promotions
     from jobs.settings import get_settings
 
     sessions = async_session_factory(url)
@@ -251,8 +252,8 @@ async def _promote(url: str, period: datetime, campaign: str | None, dry_run: bo
 
 def cmd_unsubscribe(args: argparse.Namespace) -> int:
     from jobs.db import session_factory
+    from jobs.promotions.unsubscribe import signing_key, unsubscribe
     from jobs.settings import get_settings
-    from jobs.unsubscribe import signing_key, unsubscribe
 
     key = signing_key(get_settings())
     with session_factory(_url())() as session, session.begin():
@@ -314,7 +315,7 @@ def _job_id(value: str) -> int:
 def cmd_result(args: argparse.Namespace) -> int:
     import json
 
-    from jobs.results import get_result
+    from jobs.results.store import get_result
 
     _url()
     result = get_result(args.job_id)

@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     @field_validator("UNSUBSCRIBE_MAILTO")
     @classmethod
     def _valid_mailto(cls, value: str | None) -> str | None:
-        from jobs.address import normalize_address
+        from jobs.mail.address import normalize_address
 
         return normalize_address(value) if value and value.strip() else None
 
@@ -156,7 +156,7 @@ class Settings(BaseSettings):
     @field_validator("MAIL_FROM")
     @classmethod
     def _valid_sender(cls, value: str) -> str:
-        from jobs.address import normalize_address
+        from jobs.mail.address import normalize_address
 
         return normalize_address(value)
 

@@ -9,8 +9,8 @@ from alembic import context
 from sqlalchemy import Connection, engine_from_config, pool
 
 from jobs.db import database_url, sqlalchemy_url
+from jobs.db.migrations import include_object
 from jobs.models import Base
-from jobs.schema import include_object
 from jobs.settings import get_settings
 
 config = context.config

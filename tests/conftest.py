@@ -15,12 +15,13 @@ import pytest
 from jobs import db
 from jobs.app import app
 from jobs.db import session_factory, with_database
-from jobs.email import BULK_PRIORITY, defer_delivery
-from jobs.embedded import embedded_url
+from jobs.db.embedded import embedded_url
+from jobs.db.migrations import migrate
+from jobs.dev.sink import Sink
+from jobs.mail.enqueue import defer_delivery
 from jobs.models import EmailMessage
-from jobs.schema import migrate
 from jobs.settings import get_settings, load_settings
-from jobs.sink import Sink
+from jobs.tasks import BULK_PRIORITY
 from tests.smtp import FaultyHandler
 
 ROOT = Path(__file__).resolve().parent.parent

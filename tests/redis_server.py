@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 from redis import Redis, RedisError
 
-from jobs.cache import describe_redis
+from jobs.results.cache import describe_redis
 from jobs.settings import get_settings
 
 # Read at import, before the autouse fixture in conftest blanks REDIS_URL.

@@ -9,7 +9,7 @@ from procrastinate import JobContext, RetryStrategy
 from jobs import db
 from jobs.app import app
 from jobs.models import User
-from jobs.results import store_result_async
+from jobs.results.store import store_result_async
 from jobs.settings import get_settings
 
 

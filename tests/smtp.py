@@ -12,7 +12,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from jobs.sink import SinkHandler
+from jobs.dev.sink import SinkHandler
 
 
 class FaultyHandler(SinkHandler):

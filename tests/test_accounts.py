@@ -7,9 +7,9 @@ from sqlalchemy import func, select
 
 from jobs.accounts import EmailTaken, InvalidUsername, register_user, register_user_async
 from jobs.db import async_session_factory, session_factory
+from jobs.dev.sink import Sink
 from jobs.errors import InvalidEmailAddress
 from jobs.models import EmailMessage, EmailStatus, User
-from jobs.sink import Sink
 from tests.conftest import count, drain, faults
 
 ALL = (

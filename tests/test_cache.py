@@ -10,13 +10,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from jobs.results import State, get_result, get_result_async
+from jobs.results.store import State, get_result, get_result_async
 from jobs.settings import get_settings
 from tests.conftest import drain
 from tests.redis_server import RedisPeer, closed_port, silent_server
 from tests.result_tasks import answer, boom, defer
 
-CACHE_LOGGER = "jobs.cache"
+CACHE_LOGGER = "jobs.results.cache"
 
 
 def _point_redis_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from jobs import cli
-from jobs.sink import Sink
+from jobs.dev.sink import Sink
 from tests.conftest import faults
 from tests.test_promotion import SECRET, add_users, drain_all
 

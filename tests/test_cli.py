@@ -13,8 +13,8 @@ import pytest
 
 from jobs import cli
 from jobs.db import session_factory, with_database
-from jobs.email import enqueue_email
-from jobs.sink import Sink
+from jobs.dev.sink import Sink
+from jobs.mail.enqueue import enqueue_email
 from tests.conftest import count
 
 
@@ -135,7 +135,7 @@ def test_result_command_refuses_a_bad_job_id(bad: str, capsys: pytest.CaptureFix
 
 
 def test_procrastinate_cli_worker_records_results_too(database_url: str, smtp: Sink) -> None:
-    from jobs.results import get_result
+    from jobs.results.store import get_result
     from tests.conftest import queue_chunk
 
     _, job_id = queue_chunk(database_url, 1)

@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import select
 
 from jobs.db import session_factory
-from jobs.delivery import BATCH_SIZE, TRANSIENT_EXHAUSTED, batch_size
-from jobs.email import BULK_PRIORITY, defer_delivery, enqueue_email
+from jobs.dev.sink import Sink, free_port
+from jobs.mail.delivery import BATCH_SIZE, TRANSIENT_EXHAUSTED, batch_size
+from jobs.mail.enqueue import defer_delivery, enqueue_email
 from jobs.models import EmailMessage, EmailStatus, User
 from jobs.settings import get_settings
-from jobs.sink import Sink, free_port
-from jobs.tasks.email_tasks import DELIVER_TASK
-from jobs.timeout import set_task_timeout
+from jobs.tasks import BULK_PRIORITY, DELIVER_TASK
+from jobs.worker.timeout import set_task_timeout
 from tests.conftest import count, drain, faults, queue_chunk
 
 

@@ -7,10 +7,10 @@ from sqlalchemy import select
 
 from jobs.app import app
 from jobs.db import async_session_factory, session_factory
-from jobs.email import enqueue_email, enqueue_email_async
+from jobs.dev.sink import Sink
 from jobs.errors import HeaderInjection, InvalidContext, InvalidEmailAddress, UnknownTemplate
+from jobs.mail.enqueue import enqueue_email, enqueue_email_async
 from jobs.models import EmailMessage, EmailStatus
-from jobs.sink import Sink
 from tests.conftest import count, drain, faults
 
 JOBS = "SELECT count(*) FROM procrastinate_jobs"

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from jobs.endpoint import Endpoint
 from jobs.errors import ConfigError
+from jobs.worker.endpoint import Endpoint
 from tests.workers import get
 
 

@@ -15,8 +15,8 @@ import psycopg
 from sqlalchemy import event
 
 from jobs.db import async_engine, async_session_factory, dispose_engines
-from jobs.fanout import Chunk, PromotionConfig
-from jobs.promotion import send_promotions
+from jobs.promotions.fanout import Chunk, PromotionConfig
+from jobs.promotions.promote import send_promotions
 from tests.test_promotion import add_users
 
 CONFIG = PromotionConfig(

@@ -8,8 +8,8 @@ import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.db import session_factory
-from jobs.email import enqueue_email
-from jobs.sink import Sink
+from jobs.dev.sink import Sink
+from jobs.mail.enqueue import enqueue_email
 from tests.conftest import count
 from tests.workers import get, http_port, spawn, wait_until
 
@@ -81,7 +81,7 @@ def _sample(name: str, **labels: str) -> float:
 
 
 async def test_outcomes_are_counted_per_job_and_per_email(database_url: str, smtp: Sink) -> None:
-    from jobs.worker import run_worker
+    from jobs.worker.run import run_worker
     from tests.conftest import faults
 
     faults(smtp).data_replies.append("421 4.3.0 try later")

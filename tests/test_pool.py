@@ -8,12 +8,12 @@ import aiosmtplib
 import pytest
 from pydantic import SecretStr
 
+from jobs.dev.sink import Sink
 from jobs.errors import ConfigError
 from jobs.mail import smtp as smtp_client
 from jobs.mail.config import SmtpConfig
 from jobs.mail.message import Outgoing, build_wire
 from jobs.mail.pool import SmtpPool, close_pool, get_pool
-from jobs.sink import Sink
 from tests.conftest import faults
 
 

@@ -19,10 +19,10 @@ import pytest
 from jobs import cli
 from jobs.app import app
 from jobs.db import async_session_factory, dispose_engines
-from jobs.runs import Summary, open_run, summarize
-from jobs.schedule import latest_tick
-from jobs.sink import Sink
-from jobs.tasks.promotion_tasks import PROMOTION_TASK
+from jobs.dev.sink import Sink
+from jobs.promotions.runs import Summary, open_run, summarize
+from jobs.promotions.schedule import latest_tick
+from jobs.tasks import PROMOTION_TASK
 from tests.conftest import count, drain, faults
 
 SECRET = "test-secret-key-0123456789"

@@ -12,7 +12,7 @@ from collections import Counter
 import psycopg
 import pytest
 
-from jobs.sink import Sink
+from jobs.dev.sink import Sink
 from tests.conftest import count, faults
 from tests.test_promotion import SECRET, add_users, drain_all
 

@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 from jobs.db import async_engine, session_factory
-from jobs.email import BULK_PRIORITY, defer_delivery
+from jobs.dev.sink import Sink
+from jobs.mail.enqueue import defer_delivery
 from jobs.mail.ratelimit import RateLimiter
 from jobs.models import EmailMessage
-from jobs.sink import Sink
+from jobs.tasks import BULK_PRIORITY
 from tests.conftest import count, faults
 
 

@@ -13,10 +13,10 @@ from procrastinate.exceptions import AlreadyEnqueued
 
 from jobs.app import app
 from jobs.db import session_factory
-from jobs.email import enqueue_email
+from jobs.dev.sink import Sink
+from jobs.mail.enqueue import enqueue_email
 from jobs.models import EmailMessage, EmailStatus
 from jobs.settings import get_settings
-from jobs.sink import Sink
 from jobs.tasks.maintenance import recover_stalled
 from tests import ops_tasks
 from tests.conftest import count, drain

@@ -11,11 +11,11 @@ import pytest
 from jobs import cli
 from jobs.app import app
 from jobs.db import session_factory
-from jobs.email import defer_delivery, enqueue_email
+from jobs.dev.sink import Sink
+from jobs.mail.enqueue import defer_delivery, enqueue_email
 from jobs.models import EmailMessage, EmailStatus
-from jobs.requeue import parse_duration
+from jobs.ops.requeue import parse_duration
 from jobs.settings import get_settings
-from jobs.sink import Sink
 from tests.conftest import count, drain, faults
 from tests.test_recovery import _run_maintenance
 

@@ -8,10 +8,10 @@ import pytest
 
 from jobs.app import app
 from jobs.db import session_factory
+from jobs.dev.sink import Sink
 from jobs.errors import ResultTooLarge
-from jobs.results import Result, State, get_result, get_result_async, store_result
+from jobs.results.store import Result, State, get_result, get_result_async, store_result
 from jobs.settings import get_settings
-from jobs.sink import Sink
 from tests.conftest import count, drain, queue_chunk
 from tests.result_tasks import answer, boom, defer, flaky, odd, signup
 

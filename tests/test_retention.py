@@ -11,7 +11,7 @@ from procrastinate.exceptions import AlreadyEnqueued
 
 from jobs.app import app
 from jobs.db import async_session_factory
-from jobs.retention import prune
+from jobs.ops.retention import prune
 from jobs.tasks.maintenance import prune_old
 from tests.conftest import count
 

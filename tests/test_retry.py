@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 from procrastinate.jobs import Job
 
-from jobs.retry import Backoff, BackoffRetry
-from jobs.tasks.email_tasks import retry as delivery_retry
+from jobs.tasks.delivery import retry as delivery_retry
+from jobs.worker.retry import Backoff, BackoffRetry
 
 BACKOFF = Backoff(max_attempts=5, base_delay=10, max_delay=60)
 

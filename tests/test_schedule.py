@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from jobs.errors import ConfigError
-from jobs.schedule import latest_tick, period_of
+from jobs.promotions.schedule import latest_tick, period_of
 from jobs.settings import load_settings
 
 NINE = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)

@@ -9,8 +9,8 @@ from sqlalchemy import create_engine, pool
 
 from jobs import cli
 from jobs.db import sqlalchemy_url
+from jobs.db.migrations import head_revision, include_object, migrate
 from jobs.models import Base
-from jobs.schema import head_revision, include_object, migrate
 from tests.conftest import count
 
 

@@ -11,10 +11,10 @@ import pytest
 from jobs import cli
 from jobs.accounts import register_user
 from jobs.db import session_factory
+from jobs.dev.sink import Sink
 from jobs.errors import ConfigError, InvalidUnsubscribeToken
+from jobs.promotions.unsubscribe import make_token, signing_key, unsubscribe
 from jobs.settings import get_settings, load_settings
-from jobs.sink import Sink
-from jobs.unsubscribe import make_token, signing_key, unsubscribe
 from tests.conftest import count, faults
 from tests.test_promotion import SECRET, add_users, drain_all
 
@@ -161,7 +161,7 @@ def test_cli_rejects_a_bad_token_with_one_line(
 def test_without_secret_key_the_embedded_setup_uses_one_persisted_dev_key(
     tmp_path: Path,
 ) -> None:
-    from jobs import unsubscribe as module
+    from jobs.promotions import unsubscribe as module
 
     settings = load_settings(SECRET_KEY=None, DATABASE_URL=None, JOBS_DATA_DIR=tmp_path)
     first = signing_key(settings)

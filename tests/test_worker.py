@@ -8,8 +8,8 @@ import sys
 
 from jobs import cli
 from jobs.db import session_factory
-from jobs.email import enqueue_email
-from jobs.sink import Sink
+from jobs.dev.sink import Sink
+from jobs.mail.enqueue import enqueue_email
 from tests.conftest import faults
 
 

@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from jobs.sink import free_port
+from jobs.dev.sink import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PATIENCE = 60.0  # hang guard for waits, never an assertion on speed

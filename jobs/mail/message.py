@@ -21,8 +21,8 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formataddr, formatdate
 
-from jobs.address import wire_address
 from jobs.errors import HeaderInjection
+from jobs.mail.address import wire_address
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322: printable ASCII except ':'

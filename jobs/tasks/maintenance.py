@@ -1,7 +1,7 @@
 """Periodic maintenance, run by the workers themselves (queue `default`):
 
-- every minute, re-queue the jobs of dead workers (`jobs.recovery`);
-- every hour, prune finished jobs and old email contexts (`jobs.retention`).
+- every minute, re-queue the jobs of dead workers (`jobs.ops.recovery`);
+- every hour, prune finished jobs and old email contexts (`jobs.ops.retention`).
 
 procrastinate defers each period once however many workers run; the queueing
 lock keeps at most one of each waiting.
@@ -13,17 +13,14 @@ from datetime import UTC, datetime, timedelta
 
 from jobs.app import app
 from jobs.db import async_session_factory, database_url
-from jobs.recovery import recover_stalled_jobs
-from jobs.retention import prune
+from jobs.ops.recovery import recover_stalled_jobs
+from jobs.ops.retention import prune
 from jobs.settings import get_settings
-
-MAINTENANCE_QUEUE = "default"
-RECOVER_TASK = "maintenance.recover_stalled"
-PRUNE_TASK = "maintenance.prune"
+from jobs.tasks import DEFAULT_QUEUE, PRUNE_TASK, RECOVER_TASK
 
 
 @app.periodic(cron="* * * * *", periodic_id="every-minute")
-@app.task(name=RECOVER_TASK, queue=MAINTENANCE_QUEUE, queueing_lock=RECOVER_TASK)
+@app.task(name=RECOVER_TASK, queue=DEFAULT_QUEUE, queueing_lock=RECOVER_TASK)
 async def recover_stalled(timestamp: int) -> dict[str, int]:
     """Re-queue jobs whose worker stopped heart-beating; fail them past JOB_MAX_RECOVERIES."""
     settings = get_settings()
@@ -38,7 +35,7 @@ async def recover_stalled(timestamp: int) -> dict[str, int]:
 
 
 @app.periodic(cron="17 * * * *", periodic_id="hourly")
-@app.task(name=PRUNE_TASK, queue=MAINTENANCE_QUEUE, queueing_lock=PRUNE_TASK)
+@app.task(name=PRUNE_TASK, queue=DEFAULT_QUEUE, queueing_lock=PRUNE_TASK)
 async def prune_old(timestamp: int) -> dict[str, int]:
     """Delete jobs finished JOB_RETENTION_DAYS ago; drop contexts after LEDGER_CONTEXT_DAYS.
 

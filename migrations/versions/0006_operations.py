@@ -7,7 +7,7 @@ Create Date: 2026-11-28
 Indexes on the big, busy tables are built CONCURRENTLY (outside the migration
 transaction), so upgrading a live database never blocks deferring or fetching
 jobs. The ones on procrastinate's tables carry a `jobs_` prefix: they are ours,
-not procrastinate's, and autogenerate ignores them (see jobs.schema).
+not procrastinate's, and autogenerate ignores them (see jobs.db.migrations).
 """
 
 from __future__ import annotations

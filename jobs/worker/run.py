@@ -6,10 +6,11 @@ import functools
 import logging
 from collections.abc import Sequence
 
-from jobs.app import QUEUES, app
+from jobs.app import app
 from jobs.db import dispose_engines
 from jobs.mail.pool import close_pool
-from jobs.supervisor import Operations, supervise
+from jobs.tasks import QUEUES
+from jobs.worker.operations import Operations, supervise
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from jobs.db import sqlalchemy_url
 
 logger = logging.getLogger(__name__)
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # jobs/
 
 
 def include_object(

@@ -3,7 +3,7 @@
 Re-queueing a failed job gives it a fresh start: status todo, due now, attempt
 count and recovery count reset, so it gets its whole retry schedule again. For
 an `email.deliver` job, its retryable failed ledger rows go back to pending
-(the rule is in `jobs.ledger`); permanent failures stay failed.
+(the rule is in `jobs.mail.ledger`); permanent failures stay failed.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from jobs import ledger, salvage
 from jobs.errors import JobStateError
+from jobs.mail import ledger, salvage
 
 _FAILED = text("""
 SELECT j.id, j.queue_name, j.task_name, j.args, f.at AS failed_at

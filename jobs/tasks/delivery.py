@@ -10,23 +10,22 @@ from procrastinate.exceptions import JobAborted
 from procrastinate.job_context import AbortReason
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs import ledger
 from jobs.app import app
 from jobs.db import async_engine, database_url
-from jobs.delivery import TRANSIENT_EXHAUSTED, Delivery, Report, batch_size, deliver_batch
 from jobs.errors import describe
+from jobs.mail import ledger
 from jobs.mail.config import MailConfig
+from jobs.mail.delivery import TRANSIENT_EXHAUSTED, Delivery, Report, batch_size, deliver_batch
 from jobs.mail.pool import get_pool
 from jobs.mail.ratelimit import RateLimiter
-from jobs.results import store_result_async
-from jobs.retry import Backoff, BackoffRetry
+from jobs.results.store import store_result_async
 from jobs.settings import Settings, get_settings
-from jobs.timeout import deadline_passed, timeout_for
+from jobs.tasks import DELIVER_TASK, EMAIL_QUEUE
+from jobs.worker.retry import Backoff, BackoffRetry
+from jobs.worker.timeout import deadline_passed, timeout_for
 
 logger = logging.getLogger(__name__)
 
-DELIVER_TASK = "email.deliver"
-EMAIL_QUEUE = "email"
 RETRY_BASE_DELAY = 10.0  # seconds before the first retry; doubles each time
 
 

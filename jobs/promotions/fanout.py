@@ -17,9 +17,10 @@ from sqlalchemy import BigInteger, ColumnElement, Insert, Text, bindparam, cast,
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs.email import BULK_PRIORITY, defer_delivery_async
+from jobs.mail.enqueue import defer_delivery_async
 from jobs.models import Campaign, EmailMessage, PromotionRun, User
-from jobs.unsubscribe import make_token
+from jobs.promotions.unsubscribe import make_token
+from jobs.tasks import BULK_PRIORITY
 
 PROMOTION_TEMPLATE = "promotion"
 PROMOTION_KIND = "promotion"

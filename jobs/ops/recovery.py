@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs import ledger, metrics, salvage
+from jobs.mail import ledger, salvage
+from jobs.ops import metrics
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ pending:
 
 - failed because transient errors (SMTP 4xx, timeouts, dropped connections)
   outlasted every retry — ``last_error`` starts with
-  `jobs.delivery.TRANSIENT_EXHAUSTED`; or
+  `jobs.mail.delivery.TRANSIENT_EXHAUSTED`; or
 - failed because the worker running the job kept dying (`WORKER_DIED`);
 - and the row still has its template context (retention may have dropped it).
 
@@ -24,9 +24,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Update, and_, or_, update
 
-from jobs.delivery import TRANSIENT_EXHAUSTED
+from jobs.mail.delivery import TRANSIENT_EXHAUSTED
 from jobs.models import EmailMessage, EmailStatus
-from jobs.tasks.email_tasks import DELIVER_TASK
+from jobs.tasks import DELIVER_TASK
 
 WORKER_DIED = "worker died {n} times"
 _WORKER_DIED_PREFIX = "worker died "

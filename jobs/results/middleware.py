@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Executable, Row, func, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert
 
-from jobs.cache import result_cache
 from jobs.db import async_engine, database_url
 from jobs.errors import describe
 from jobs.models import JobResult, ResultStatus
-from jobs.outcome import Result, State
-from jobs.results import result_upsert
+from jobs.results.cache import result_cache
+from jobs.results.state import Result, State
+from jobs.results.store import result_upsert
 from jobs.settings import get_settings
 
 if TYPE_CHECKING:

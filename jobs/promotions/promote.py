@@ -1,6 +1,6 @@
 """The daily promotion: one run per (campaign, period), fanned out chunk by chunk.
 
-Each chunk is its own transaction (`jobs.fanout.next_chunk`). A run that died
+Each chunk is its own transaction (`jobs.promotions.fanout.next_chunk`). A run that died
 halfway resumes from its cursor when triggered again for the same period; a run
 that finished returns its summary and queues nothing.
 """
@@ -15,11 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.errors import UnknownCampaign
-from jobs.fanout import Chunk, PromotionConfig, next_chunk
 from jobs.models import Campaign
-from jobs.runs import Summary, open_run, remaining_recipients, summarize
+from jobs.promotions.fanout import Chunk, PromotionConfig, next_chunk
+from jobs.promotions.runs import Summary, open_run, remaining_recipients, summarize
+from jobs.promotions.unsubscribe import signing_key
 from jobs.settings import Settings
-from jobs.unsubscribe import signing_key
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs import monitor
 from jobs.mail.pool import open_connections
+from jobs.ops import queries as monitor
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from jobs import monitor
-from jobs.status import Status
+from jobs.ops import queries as monitor
+from jobs.ops.status import Status
 
 
 def _age(seconds: float | None) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs.embedded import embedded_url
+from jobs.db.embedded import embedded_url
 from jobs.errors import DatabaseUnreachable
 from jobs.settings import Settings
 

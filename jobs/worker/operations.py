@@ -11,11 +11,11 @@ from prometheus_client import REGISTRY
 
 from jobs.app import app
 from jobs.db import session_factory
-from jobs.endpoint import Endpoint
-from jobs.health import LoopProbe
-from jobs.metrics import DatabaseCollector
+from jobs.ops.metrics import DatabaseCollector
 from jobs.settings import Settings
-from jobs.shutdown import GracefulShutdown
+from jobs.worker.endpoint import Endpoint
+from jobs.worker.health import LoopProbe
+from jobs.worker.shutdown import GracefulShutdown
 
 # procrastinate heartbeats every 10 s by default; beat faster when workers are
 # declared stalled sooner, so a live worker is never mistaken for a dead one.

@@ -25,11 +25,11 @@ from jobs.db import (
     describe_server,
     session_factory,
 )
+from jobs.db.migrations import migrate
+from jobs.dev.sink import Sink
 from jobs.models import EmailMessage, EmailStatus, User
-from jobs.schema import migrate
 from jobs.settings import get_settings
-from jobs.sink import Sink
-from jobs.worker import run_worker
+from jobs.worker.run import run_worker
 
 DEMO_USERS = [
     ("alice@example.com", "alice"),

@@ -2,8 +2,8 @@
 
 procrastinate's periodic deferrer (in every worker) defers one job per tick,
 deduplicated in the database, so the promotion runs once per period however
-many workers run. The cron is read here at import, from the environment and
-``.env`` only: `get_settings()` never starts a database.
+many workers run. `jobs.app` registers it with PROMOTION_CRON when the worker
+loads its tasks.
 """
 
 from __future__ import annotations
@@ -17,15 +17,12 @@ from procrastinate.exceptions import ConnectorException
 
 from jobs.app import app
 from jobs.db import async_session_factory, database_url
-from jobs.promotion import promotion_config, send_promotions
-from jobs.retry import Backoff, BackoffRetry
-from jobs.schedule import period_of
+from jobs.promotions.promote import promotion_config, send_promotions
+from jobs.promotions.schedule import period_of
 from jobs.settings import get_settings
-from jobs.timeout import JobTimeout
-
-PROMOTION_TASK = "promotion.send_promotion_emails"
-PROMOTION_QUEUE = "default"
-PERIODIC_ID = "promotion"
+from jobs.tasks import DEFAULT_QUEUE, PROMOTION_TASK
+from jobs.worker.retry import Backoff, BackoffRetry
+from jobs.worker.timeout import JobTimeout
 
 # A retry resumes the run from its cursor (every chunk is idempotent), so a
 # lost database, a job timeout or a worker shut down mid-run all retry;
@@ -42,7 +39,7 @@ retry = BackoffRetry(
 )
 
 
-@app.task(name=PROMOTION_TASK, queue=PROMOTION_QUEUE, retry=retry)
+@app.task(name=PROMOTION_TASK, queue=DEFAULT_QUEUE, retry=retry)
 async def send_promotion_emails(timestamp: int) -> list[dict[str, Any]]:
     """Fan every active campaign out for the period ``timestamp`` names; one summary each."""
     settings = get_settings()
@@ -52,8 +49,3 @@ async def send_promotion_emails(timestamp: int) -> list[dict[str, Any]]:
         config=promotion_config(settings),
     )
     return [summary.as_dict() for summary in summaries]
-
-
-_schedule = get_settings()
-if _schedule.PROMOTION_SCHEDULE_ENABLED:
-    app.periodic(cron=_schedule.PROMOTION_CRON, periodic_id=PERIODIC_ID)(send_promotion_emails)

@@ -1,5 +1,5 @@
 """`jobs status`: one snapshot of queues, workers, task rates, the ledger and promotion runs
-(`collect`), as JSON for scripts (`as_json`); `jobs.screen` renders it as text."""
+(`collect`), as JSON for scripts (`as_json`); `jobs.ops.status_text` renders it as text."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from jobs import monitor
+from jobs.ops import queries as monitor
 
 
 @dataclass

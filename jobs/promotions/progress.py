@@ -6,7 +6,7 @@ import logging
 import time
 from typing import TextIO
 
-from jobs.fanout import Chunk
+from jobs.promotions.fanout import Chunk
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +15,7 @@ WIDTH = 30
 
 
 class FanOutProgress:
-    """Called once per committed chunk (`jobs.promotion.send_promotions(on_chunk=...)`)."""
+    """Called once per committed chunk (`jobs.promotions.promote.send_promotions(on_chunk=...)`)."""
 
     def __init__(self, totals: dict[str, int], stream: TextIO) -> None:
         self.totals = totals

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs.fanout import ELIGIBLE
 from jobs.models import Campaign, EmailMessage, EmailStatus, PromotionRun, User
+from jobs.promotions.fanout import ELIGIBLE
 
 
 async def open_run(session: AsyncSession, campaign_id: int, period: datetime) -> int:

@@ -11,35 +11,38 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from procrastinate import SyncPsycopgConnector
+from procrastinate import PsycopgConnector, SyncPsycopgConnector
 from procrastinate.jobs import Job
 from procrastinate.manager import JobManager
 from sqlalchemy import Select, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from jobs.address import normalize_address
-from jobs.app import app
 from jobs.errors import InvalidContext
+from jobs.mail.address import normalize_address
 from jobs.mail.message import check_header
 from jobs.mail.templates import ensure_template, search_path
 from jobs.models import Base, EmailMessage
 from jobs.settings import get_settings
-from jobs.tasks.email_tasks import deliver
+from jobs.tasks import DELIVER_TASK, EMAIL_QUEUE, TRANSACTIONAL_PRIORITY
 
-# Transactional mail (welcome, password reset) is fetched before bulk chunks.
-TRANSACTIONAL_PRIORITY = 10
-BULK_PRIORITY = 0
-
-# Never opened: it only runs the defer query on the caller's own connection, so
-# the sync path works even while the async app is open in the same process.
+# Never opened: they only run procrastinate's defer query on the caller's own
+# connection, by task name, so the producer never imports the app, its tasks or
+# any worker code (and the sync path works while an async app is open).
 _sync_jobs = JobManager(SyncPsycopgConnector())
+_async_jobs = JobManager(PsycopgConnector())
 
 
 def delivery_job(message_ids: list[int], *, priority: int = TRANSACTIONAL_PRIORITY) -> Job:
     """The `email.deliver` job for ``message_ids``."""
-    return deliver.configure(priority=priority).job.evolve(
-        task_kwargs={"message_ids": list(message_ids)}
+    return Job(
+        id=None,
+        queue=EMAIL_QUEUE,
+        task_name=DELIVER_TASK,
+        priority=priority,
+        lock=None,
+        queueing_lock=None,
+        task_kwargs={"message_ids": list(message_ids)},
     )
 
 
@@ -58,7 +61,7 @@ async def defer_delivery_async(
 ) -> int:
     """`defer_delivery` for an `AsyncSession`."""
     raw = (await (await session.connection()).get_raw_connection()).driver_connection
-    [job] = await app.job_manager.batch_defer_jobs_async(
+    [job] = await _async_jobs.batch_defer_jobs_async(
         [delivery_job(message_ids, priority=priority)], connection=raw
     )
     assert job.id is not None
@@ -85,7 +88,7 @@ DEFER_NEW_MESSAGE = """
 
 def job_params(priority: int = TRANSACTIONAL_PRIORITY) -> dict[str, Any]:
     """The parameters of `DEFER_NEW_MESSAGE`."""
-    return {"queue": deliver.queue, "task": deliver.name, "priority": priority}
+    return {"queue": EMAIL_QUEUE, "task": DELIVER_TASK, "priority": priority}
 
 
 # Explicit columns let SQLAlchemy map (and cache) the result by position.

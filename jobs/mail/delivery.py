@@ -1,6 +1,6 @@
 """Delivering ledger rows, one small batch per transaction.
 
-A batch is: lock the next pending rows (`jobs.ledger.lock_batch`), send them
+A batch is: lock the next pending rows (`jobs.mail.ledger.lock_batch`), send them
 concurrently over the worker's SMTP pool within the global rate limit, record
 every outcome in one UPDATE. The caller commits after each batch, so a crash
 can duplicate at most the messages of one batch, never a whole chunk.
@@ -24,21 +24,21 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs import ledger, metrics
 from jobs.errors import JobsError, describe
-from jobs.ledger import Outcome, Pending
-from jobs.mail import smtp
+from jobs.mail import ledger, smtp
 from jobs.mail.config import MailConfig
+from jobs.mail.ledger import Outcome, Pending
 from jobs.mail.message import Outgoing, build_wire, message_id_for
 from jobs.mail.pool import SmtpPool
 from jobs.mail.ratelimit import RateLimiter
 from jobs.mail.templates import render
 from jobs.models import EmailStatus
+from jobs.ops import metrics
 
 logger = logging.getLogger(__name__)
 
 # The reason of a row failed because transient trouble outlasted every retry:
-# `jobs retry-failed` may resend such a row (see jobs.salvage).
+# `jobs retry-failed` may resend such a row (see jobs.mail.salvage).
 TRANSIENT_EXHAUSTED = "transient, retries exhausted: "
 
 BATCH_SIZE = 50  # rows per transaction: the most a crash can duplicate

@@ -2,7 +2,7 @@
 
 Writing. A task with its own transaction calls `store_result` / `store_result_async`
 inside it, so the result commits (or rolls back) with the task's final writes.
-For every other task the worker middleware in `jobs.recorder` stores the
+For every other task the worker middleware in `jobs.results.middleware` stores the
 returned value, records the error of each failed attempt, and writes results
 through to Redis after the job's commit.
 
@@ -24,11 +24,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from jobs.cache import result_cache
 from jobs.db import async_session_factory, database_url, session_factory
 from jobs.errors import ResultNotSerializable, ResultTooLarge
 from jobs.models import JobResult, ResultStatus
-from jobs.outcome import Result, State, interpret
+from jobs.results.cache import result_cache
+from jobs.results.state import Result, State, interpret
 
 __all__ = [
     "Result",

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from jobs.results import prune_results
+from jobs.results.store import prune_results
 
 logger = logging.getLogger(__name__)
 
