@@ -23,8 +23,8 @@ def fresh_database(name: str = "jobs_bench") -> Iterator[str]:
     """Create ``name`` anew, migrate it, point DATABASE_URL at it; drop it afterwards."""
     admin = server_url()
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
     url = with_database(admin, name)
     migrate(url)
     previous = os.environ.get("DATABASE_URL")
@@ -37,7 +37,7 @@ def fresh_database(name: str = "jobs_bench") -> Iterator[str]:
         else:
             os.environ["DATABASE_URL"] = previous
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def seed_users(url: str, count: int) -> None:

@@ -67,7 +67,7 @@ def fan_out_in_child(url: str) -> tuple[float, float]:
 
 def count(url: str, query: str) -> int:
     with psycopg.connect(url) as conn:
-        row = conn.execute(query).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(query).fetchone()
     return int(row[0]) if row else 0
 
 

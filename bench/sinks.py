@@ -65,7 +65,7 @@ class PostfixSink:
 
     def _read(self) -> None:
         assert self._process.stdout is not None
-        while chunk := self._process.stdout.read1(65536):  # type: ignore[attr-defined]
+        while chunk := self._process.stdout.read1(65536):  # type: ignore[attr-defined]  # a BufferedReader, typed IO[bytes]
             found = _COUNT.findall(chunk)
             if found:
                 self._count = int(found[-1])

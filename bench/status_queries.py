@@ -15,12 +15,19 @@ import argparse
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 from sqlalchemy import text
 
-from jobs.db import async_session_factory, dispose_engines, session_factory, with_database
+from jobs.db import (
+    async_session_factory,
+    dispose_engines,
+    queue_sql,
+    session_factory,
+    with_database,
+)
 from jobs.db.migrations import migrate
 from jobs.ops import queries as monitor
 from jobs.ops import retention
@@ -60,9 +67,9 @@ SELECT procrastinate_defer_jobs_v1(array_agg(
 """
 
 
-def _timed(label: str, run: object) -> None:
+def _timed(label: str, run: Callable[[], object]) -> None:
     started = time.perf_counter()
-    run()  # type: ignore[operator]
+    run()
     print(f"{label:<34} {1000 * (time.perf_counter() - started):8.1f} ms")
 
 
@@ -90,7 +97,7 @@ def main() -> None:
     migrate(url)
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SEED.replace("%(jobs)s", str(int(args.jobs))))  # type: ignore[arg-type]
+        conn.execute(SEED.replace("%(jobs)s", str(int(args.jobs))))
         conn.execute(BACKLOG, {"backlog": args.backlog})
         conn.execute("VACUUM ANALYZE")
     print(
@@ -104,8 +111,8 @@ def main() -> None:
         _timed("outcomes 1h/24h", lambda: monitor.outcomes(s))
         _timed("workers", lambda: monitor.workers(s, stalled_after=60))
         _timed("ledger", lambda: monitor.ledger(s))
-    _explain(url, "gauges", str(monitor._GAUGES), {"stalled_after": 60})
-    _explain(url, "outcomes", str(monitor._OUTCOMES), {})
+    _explain(url, "gauges", str(queue_sql.GAUGES), {"stalled_after": 60})
+    _explain(url, "outcomes", str(queue_sql.OUTCOMES), {})
     _explain(url, "ledger windows", str(monitor._LEDGER_WINDOWS), {})
     cutoff = datetime.now(UTC) - timedelta(days=7)
     params = {
@@ -114,7 +121,7 @@ def main() -> None:
         "after_id": 0,
         "batch_size": 1000,
     }
-    _explain(url, "retention batch (rolled back)", str(retention._DELETE_JOBS), params)
+    _explain(url, "retention batch (rolled back)", str(queue_sql.DELETE_FINISHED_JOBS), params)
 
     async def prune() -> dict[str, int]:
         return await retention.prune(

@@ -12,9 +12,10 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from jobs.db.queue_sql import DEFER_NEW_MESSAGE
 from jobs.errors import JobsError
 from jobs.mail.address import normalize_address
-from jobs.mail.enqueue import DEFER_NEW_MESSAGE, columns_of, job_params
+from jobs.mail.enqueue import columns_of, job_params
 from jobs.mail.message import check_header
 from jobs.mail.templates import ensure_template, search_path
 from jobs.models import User

@@ -86,7 +86,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- Operations (issue 5): status, retry-failed, cancel, healthcheck --------------------
+# --- Operations: status, retry-failed, cancel, healthcheck --------------------
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -180,7 +180,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.database)
 
 
-# --- Promotions (issue 4) ---------------------------------------------------
+# --- Promotions ---------------------------------------------------
 
 
 def cmd_campaigns(args: argparse.Namespace) -> int:
@@ -291,7 +291,7 @@ def _promotion_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 # --- end Promotions -----------------------------------------------------------
-# Results (issue 6) ------------------------------------------------------------
+# Results ------------------------------------------------------------
 RESULT_EXIT_CODES = {
     "succeeded": 0,
     "failed": 1,
@@ -362,7 +362,7 @@ def _parser() -> argparse.ArgumentParser:
     _promotion_parsers(sub)
     _add_result_parser(sub)
 
-    # Operations (issue 5)
+    # Operations
     status = sub.add_parser("status", help="queues, workers, task rates, email ledger, promotions")
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     retry = sub.add_parser("retry-failed", help="re-queue failed jobs (and their retryable emails)")

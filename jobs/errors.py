@@ -46,7 +46,7 @@ class InvalidContext(JobsError, ValueError):
     """A template context that cannot be stored (not JSON-serializable)."""
 
 
-# --- Promotions (issue 4) ---------------------------------------------------
+# --- Promotions ---------------------------------------------------
 
 
 class InvalidUnsubscribeToken(JobsError, ValueError):
@@ -61,7 +61,7 @@ class InvalidCampaign(JobsError, ValueError):
     """A campaign that cannot be stored (duplicate name, bad subject or link)."""
 
 
-# Results (issue 6)
+# Results
 class ResultTooLarge(JobsError, ValueError):
     """A task result bigger than RESULT_MAX_BYTES: refused, never truncated."""
 
@@ -70,6 +70,6 @@ class ResultNotSerializable(JobsError, ValueError):
     """A task result that is not JSON (results are stored as jsonb, cached as JSON)."""
 
 
-# Operations (issue 5)
+# Operations
 class JobStateError(JobsError):
     """No such job, or it is not in a state that allows the operation (operations)."""

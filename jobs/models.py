@@ -43,6 +43,16 @@ class EmailStatus(enum.StrEnum):
     SUPPRESSED = "suppressed"
 
 
+class FailureKind(enum.StrEnum):
+    """Why a ledger row is ``failed``, as data (``last_error`` keeps the words for humans)."""
+
+    REJECTED = "rejected"  # the server refused it for good (5xx)
+    INVALID = "invalid"  # it cannot be built: bad template, context or address
+    TRANSIENT_EXHAUSTED = "transient_exhausted"  # 4xx/timeouts outlasted every retry
+    WORKER_DIED = "worker_died"  # the worker running its job kept dying
+    CANCELLED = "cancelled"  # an operator cancelled its job
+
+
 class User(Base):
     __tablename__ = "users"
 
@@ -87,6 +97,16 @@ class EmailMessage(Base):
     )
     attempts: Mapped[int] = mapped_column(server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
+    failure_kind: Mapped[FailureKind | None] = mapped_column(
+        Enum(
+            FailureKind,
+            name="failure_kind",
+            native_enum=False,
+            create_constraint=True,
+            length=32,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
     message_id: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -116,7 +136,7 @@ class EmailMessage(Base):
         return f"EmailMessage(id={self.id!r}, key={self.idempotency_key!r}, status={self.status!r})"
 
 
-# --- Promotions (issue 4) ---------------------------------------------------
+# --- Promotions ---------------------------------------------------
 
 
 class Campaign(Base):
@@ -157,7 +177,7 @@ class PromotionRun(Base):
         return f"PromotionRun(id={self.id!r}, period={self.period!r})"
 
 
-# Results (issue 6) -----------------------------------------------------------
+# Results -----------------------------------------------------------
 
 
 class ResultStatus(enum.StrEnum):
@@ -198,7 +218,7 @@ class JobResult(Base):
         return f"JobResult(job_id={self.job_id!r}, status={self.status!r})"
 
 
-# Delivery (issue 3) ---------------------------------------------------------
+# Delivery ---------------------------------------------------------
 
 
 class MailRateLimit(Base):
@@ -217,7 +237,7 @@ class MailRateLimit(Base):
         return f"MailRateLimit(name={self.name!r}, next_free={self.next_free!r})"
 
 
-# Operations (issue 5) ------------------------------------------------------
+# Operations ------------------------------------------------------
 
 
 class JobRecovery(Base):

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     MAIL_TIMEOUT: Annotated[float, Field(gt=0)] = 30.0
     MAIL_TEMPLATE_DIR: Path | None = None
 
-    # Delivery engine (issue 3): SMTP pool, retries, global rate limit, job timeout
+    # Delivery engine: SMTP pool, retries, global rate limit, job timeout
     MAIL_MAX_CONNECTIONS: Annotated[int, Field(ge=1, le=100)] = 4
     MAIL_RATE_LIMIT: Annotated[float, Field(gt=0, le=100_000)] | None = None
     MAIL_MAX_ATTEMPTS: Annotated[int, Field(ge=1, le=50)] = 10
@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     # Worker
     WORKER_CONCURRENCY: Annotated[int, Field(ge=1, le=1000)] = 10
 
-    # --- Promotions (issue 4) ---------------------------------------------
+    # --- Promotions ---------------------------------------------
     PROMOTION_CRON: str = "0 9 * * *"  # UTC; 6 fields = seconds last
     PROMOTION_SCHEDULE_ENABLED: bool = True  # false: only `jobs promote` runs them
     PROMOTION_CHUNK_SIZE: Annotated[int, Field(ge=1, le=10_000)] = 500
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
 
     # --- end Promotions -----------------------------------------------------
 
-    # Results (issue 6): stored in PostgreSQL; Redis is an optional cache in front.
+    # Results: stored in PostgreSQL; Redis is an optional cache in front.
     RESULT_MAX_BYTES: Annotated[int, Field(ge=64, le=64 * 1024 * 1024)] = 1024 * 1024
     RESULT_TTL: Annotated[int, Field(ge=1)] = 24 * 3600
     REDIS_URL: SecretStr | None = None
@@ -121,7 +121,7 @@ class Settings(BaseSettings):
             raise ValueError("is set but the redis package is missing: pip install 'jobs[cache]'")
         return value
 
-    # Operations (issue 5): metrics/health endpoint, shutdown, stalled jobs, retention
+    # Operations: metrics/health endpoint, shutdown, stalled jobs, retention
     WORKER_HTTP_HOST: str = "127.0.0.1"
     WORKER_HTTP_PORT: Annotated[int, Field(ge=0, le=65535)] = 9464  # 0 disables
     WORKER_SHUTDOWN_TIMEOUT: Annotated[float, Field(ge=0)] = 30.0

@@ -1,11 +1,17 @@
-"""Real PostgreSQL (a migrated template cloned per test) and a real SMTP peer."""
+"""Real PostgreSQL (a migrated template cloned per test) and a real SMTP peer.
+
+Tests live in tiers: ``tests/unit`` (no services), ``tests/integration`` (real
+PostgreSQL, SMTP peer, Redis) and ``tests/acceptance`` (spawned `jobs`
+processes); each test is marked with its tier (``pytest -m unit``) and runs
+under pytest-timeout, longer for the acceptance tier.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,14 +32,40 @@ from tests.smtp import FaultyHandler
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Promotions (issue 4): no worker in the test process defers the daily promotion
+# Promotions: no worker in the test process defers the daily promotion
 # (a run between 09:00 and 09:10 UTC would otherwise mail every test's users);
 # the tests that want the schedule pass it to their worker subprocesses.
 os.environ["PROMOTION_SCHEDULE_ENABLED"] = "false"
-# Operations (issue 5): worker subprocesses serve no /metrics unless a test asks
+# Operations: worker subprocesses serve no /metrics unless a test asks
 # for a port (several workers at once would otherwise fight over 9464).
 os.environ["WORKER_HTTP_PORT"] = "0"
 RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+TIERS = ("unit", "integration", "acceptance")
+ACCEPTANCE_TIMEOUT = 300  # seconds; the other tiers take pytest-timeout's default
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = next((t for t in TIERS if f"{os.sep}{t}{os.sep}" in str(item.path)), None)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+        if tier == "acceptance" and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(ACCEPTANCE_TIMEOUT))
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
+    """Set environment variables for one test and re-read the settings."""
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """``env(NAME="value", ...)``: settings for this test only (the cache is cleared)."""
+    yield lambda **variables: set_env(monkeypatch, **variables)
+    get_settings.cache_clear()
 
 
 def _server_url() -> str:
@@ -47,7 +79,7 @@ def _server_url() -> str:
 
 def _admin(url: str, statement: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(statement)  # type: ignore[arg-type]
+        conn.execute(statement)
 
 
 @pytest.fixture(scope="session")
@@ -79,8 +111,7 @@ async def database_url(
     template = urlsplit(template_url).path.lstrip("/")
     _admin(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     url = with_database(server_url, name)
-    monkeypatch.setenv("DATABASE_URL", url)
-    get_settings.cache_clear()
+    set_env(monkeypatch, DATABASE_URL=url)
     try:
         yield url
     finally:
@@ -93,9 +124,7 @@ async def database_url(
 def smtp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sink]:
     """A real SMTP server on loopback; MAIL_SERVER/MAIL_PORT point at it."""
     with Sink(FaultyHandler()) as sink:
-        monkeypatch.setenv("MAIL_SERVER", sink.host)
-        monkeypatch.setenv("MAIL_PORT", str(sink.port))
-        get_settings.cache_clear()
+        set_env(monkeypatch, MAIL_SERVER=sink.host, MAIL_PORT=str(sink.port))
         yield sink
     get_settings.cache_clear()
 
@@ -164,12 +193,12 @@ def queue_chunk(
 
 def count(url: str, query: str) -> int:
     with psycopg.connect(url) as conn:
-        row = conn.execute(query).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(query).fetchone()
     assert row is not None
     return int(row[0])
 
 
-# Results (issue 6) -------------------------------------------------------------
+# Results -------------------------------------------------------------
 pytest_plugins = ["tests.redis_server"]  # the `redis` fixture (a real Redis, unique key prefix)
 
 
@@ -178,5 +207,4 @@ def _no_redis_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests run without the Redis cache (an empty value also hides a .env's);
     the cache tests turn it on with the `redis` fixture of tests/redis_server.py,
     under a key prefix of their own."""
-    monkeypatch.setenv("REDIS_URL", "")
-    get_settings.cache_clear()
+    set_env(monkeypatch, REDIS_URL="")

@@ -71,7 +71,7 @@ class FaultyHandler(SinkHandler):
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.drop_after is not None and len(self.messages) >= self.drop_after:
             self.drop_after = None
-            assert server.transport is not None
+            assert isinstance(server.transport, asyncio.Transport)
             server.transport.abort()
             return "421 dropped"
         if self.data_replies:
@@ -93,7 +93,4 @@ class FaultyHandler(SinkHandler):
         self._servers.clear()
 
     def parsed(self) -> list[EmailMessage]:
-        return [
-            email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[misc]
-            for raw in self.messages
-        ]
+        return [email.message_from_bytes(raw, policy=email.policy.default) for raw in self.messages]

@@ -21,7 +21,7 @@ def embedded_url(pgdata: Path) -> str:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set"
         warnings.simplefilter("ignore")
-        from pgserver import get_server  # type: ignore[attr-defined]
+        from pgserver import get_server  # type: ignore[attr-defined]  # not in its __all__
 
         server = get_server(pgdata, cleanup_mode="stop")
     _servers.append(server)  # keep the handle alive for the life of the process

@@ -32,14 +32,10 @@ from jobs.mail.message import Outgoing, build_wire, message_id_for
 from jobs.mail.pool import SmtpPool
 from jobs.mail.ratelimit import RateLimiter
 from jobs.mail.templates import render
-from jobs.models import EmailStatus
+from jobs.models import EmailStatus, FailureKind
 from jobs.ops import metrics
 
 logger = logging.getLogger(__name__)
-
-# The reason of a row failed because transient trouble outlasted every retry:
-# `jobs retry-failed` may resend such a row (see jobs.mail.salvage).
-TRANSIENT_EXHAUSTED = "transient, retries exhausted: "
 
 BATCH_SIZE = 50  # rows per transaction: the most a crash can duplicate
 
@@ -102,9 +98,8 @@ def compose(row: Pending, mail: MailConfig) -> tuple[Outgoing, str]:
     return message, subject
 
 
-def _fail(outcome: Outcome, reason: str) -> None:
-    outcome.status = EmailStatus.FAILED
-    outcome.error = reason
+def _fail(outcome: Outcome, kind: FailureKind, reason: str) -> None:
+    outcome.fail(kind, reason)
     logger.warning("email %s failed: %s", outcome.id, reason)
 
 
@@ -130,7 +125,8 @@ async def send_all(
             try:
                 message, outcome.subject = compose(row, run.mail)
             except Exception as exc:  # a bad template or address fails this message only
-                _fail(outcome, str(exc) if isinstance(exc, JobsError) else describe(exc))
+                reason = str(exc) if isinstance(exc, JobsError) else describe(exc)
+                _fail(outcome, FailureKind.INVALID, reason)
                 continue
             await slots.wait(index)
             outcome.attempted = True  # a failed connect is a failed attempt too
@@ -142,12 +138,13 @@ async def send_all(
                     with metrics.DELIVERY_DURATION.time():
                         await smtp.send(client, message)
             except smtp.Rejected as exc:
-                _fail(outcome, str(exc))
+                _fail(outcome, FailureKind.REJECTED, str(exc))
                 continue
             except smtp.Deferred as exc:
                 outcome.error = f"{exc} (server {run.mail.smtp.address})"
                 if run.final_attempt:
-                    _fail(outcome, TRANSIENT_EXHAUSTED + outcome.error)
+                    reason = ledger.TRANSIENT_EXHAUSTED + outcome.error
+                    _fail(outcome, FailureKind.TRANSIENT_EXHAUSTED, reason)
                 deferred.append(exc)
                 continue
             except Exception as exc:
@@ -213,6 +210,8 @@ async def deliver_batch(
             sum(o.attempted for o in outcomes.values() if o.status == EmailStatus.PENDING)
         )
     if reason is not None and run.final_attempt:
-        failed = await ledger.fail_pending(session, ids, TRANSIENT_EXHAUSTED + reason)
+        failed = await ledger.fail_pending(
+            session, ids, FailureKind.TRANSIENT_EXHAUSTED, ledger.TRANSIENT_EXHAUSTED + reason
+        )
         report.failed += failed
         metrics.EMAILS.labels("failed").inc(failed)

@@ -18,6 +18,7 @@ from sqlalchemy import Select, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from jobs.db.queue_sql import DEFER_NEW_MESSAGE
 from jobs.errors import InvalidContext
 from jobs.mail.address import normalize_address
 from jobs.mail.message import check_header
@@ -70,20 +71,6 @@ async def defer_delivery_async(
 
 def columns_of(model: type[Base]) -> str:
     return ", ".join(column.name for column in model.__table__.columns)
-
-
-# The delivery job of the row a CTE named ``message`` inserted (none when the
-# INSERT hit an existing idempotency key), deferred through procrastinate's own
-# SQL function — what its `defer()` calls — so a ledger row and its job are ONE
-# statement, on the caller's connection, in the caller's transaction.
-DEFER_NEW_MESSAGE = """
-    job AS (
-        SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(
-            :queue, :task, :priority, NULL, NULL,
-            jsonb_build_object('message_ids', jsonb_build_array(message.id)), NULL
-        )::procrastinate_job_to_defer_v1]) AS ids
-        FROM message
-    )"""
 
 
 def job_params(priority: int = TRANSACTIONAL_PRIORITY) -> dict[str, Any]:

@@ -1,11 +1,25 @@
-"""The delivery side of the ``email_messages`` ledger: lock a batch, record outcomes.
+"""The ``email_messages`` ledger: every rule about a row's status and failure.
+
+A delivery job locks a batch of ``pending`` rows (`lock_batch`) and records
+their outcomes (`record`): ``sent``, ``suppressed``, or ``failed`` with a
+`FailureKind` and a reason for humans. When a job ends with rows still pending
+(given up, cancelled, its worker kept dying) `fail_pending_statement` fails
+them, so none stays pending with no job left to send it.
+
+When an operator re-queues a failed job (`jobs retry-failed`), only its
+*retryable* failed rows go back to pending (`reset_retryable`): those whose
+transient trouble outlasted every retry and those whose worker kept dying, if
+the row still has its template context (retention may have dropped it). Never
+reset: permanent refusals, template or address errors, and cancelled rows —
+sending those again would fail the same way, or send what someone decided not
+to send.
 
 Each function is one round trip on the caller's session and never commits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +27,7 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    ColumnElement,
     Update,
     and_,
     any_,
@@ -24,10 +39,22 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs.models import EmailMessage, EmailStatus, User
+from jobs.models import EmailMessage, EmailStatus, FailureKind, User
+from jobs.tasks import DELIVER_TASK
 
-# The reason written on the rows of a job an operator cancelled (`jobs cancel`).
+# Reasons written to ``last_error`` (for humans; `FailureKind` is what code reads).
 CANCELLED = "cancelled: job {job_id} was cancelled by an operator"
+TRANSIENT_EXHAUSTED = "transient, retries exhausted: "
+WORKER_DIED = "worker died {n} times"
+
+RETRYABLE = (FailureKind.TRANSIENT_EXHAUSTED, FailureKind.WORKER_DIED)
+
+
+def message_ids(task_name: str, args: Mapping[str, Any]) -> list[int]:
+    """The ledger ids a job carries (none unless it is an `email.deliver` job)."""
+    if task_name != DELIVER_TASK:
+        return []
+    return [int(i) for i in args.get("message_ids") or ()]
 
 
 @dataclass(frozen=True)
@@ -52,6 +79,7 @@ class Outcome:
     status: EmailStatus = EmailStatus.PENDING
     attempted: bool = False  # counts as a delivery attempt
     error: str | None = None
+    failure: FailureKind | None = None  # set with status FAILED
     message_id: str | None = None
     subject: str | None = None
     sent_at: datetime | None = None
@@ -59,6 +87,9 @@ class Outcome:
     @property
     def changed(self) -> bool:
         return self.status != EmailStatus.PENDING or self.attempted
+
+    def fail(self, kind: FailureKind, reason: str) -> None:
+        self.status, self.failure, self.error = EmailStatus.FAILED, kind, reason
 
 
 def _ids(name: str = "ids") -> Any:
@@ -118,14 +149,15 @@ _RECORD = text(
         status = v.status,
         attempts = m.attempts + v.tried,
         last_error = CASE WHEN v.status = 'sent' THEN NULL ELSE coalesce(v.error, m.last_error) END,
+        failure_kind = v.failure_kind,
         message_id = coalesce(v.message_id, m.message_id),
         subject = coalesce(v.subject, m.subject),
         sent_at = coalesce(v.sent_at, m.sent_at)
     FROM unnest(
         CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:tried AS int[]),
         CAST(:errors AS text[]), CAST(:message_ids AS text[]), CAST(:subjects AS text[]),
-        CAST(:sent_at AS timestamptz[])
-    ) AS v(id, status, tried, error, message_id, subject, sent_at)
+        CAST(:sent_at AS timestamptz[]), CAST(:failure_kinds AS text[])
+    ) AS v(id, status, tried, error, message_id, subject, sent_at, failure_kind)
     WHERE m.id = v.id
     """
 )
@@ -146,13 +178,14 @@ async def record(session: AsyncSession, outcomes: Iterable[Outcome]) -> None:
             "message_ids": [o.message_id for o in rows],
             "subjects": [o.subject for o in rows],
             "sent_at": [o.sent_at for o in rows],
+            "failure_kinds": [o.failure.value if o.failure else None for o in rows],
         },
     )
 
 
-def fail_pending_statement(ids: Sequence[int], reason: str) -> Update:
-    """Mark every still-pending row among ``ids`` failed with ``reason``; rows that
-    a running job holds are skipped (that job records them itself)."""
+def fail_pending_statement(ids: Sequence[int], kind: FailureKind, reason: str) -> Update:
+    """Mark every still-pending row among ``ids`` failed (``kind``, ``reason``); rows
+    that a running job holds are skipped (that job records them itself)."""
     held = (
         select(EmailMessage.id)
         .where(EmailMessage.id.in_(list(ids)), EmailMessage.status == EmailStatus.PENDING)
@@ -162,12 +195,33 @@ def fail_pending_statement(ids: Sequence[int], reason: str) -> Update:
     return (
         update(EmailMessage)
         .where(EmailMessage.id.in_(held))
-        .values(status=EmailStatus.FAILED, last_error=reason)
+        .values(status=EmailStatus.FAILED, failure_kind=kind, last_error=reason)
         .execution_options(synchronize_session=False)
     )
 
 
-async def fail_pending(session: AsyncSession, ids: Sequence[int], reason: str) -> int:
+async def fail_pending(
+    session: AsyncSession, ids: Sequence[int], kind: FailureKind, reason: str
+) -> int:
     """`fail_pending_statement`, executed; how many rows it failed."""
-    result = await session.execute(fail_pending_statement(ids, reason))
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    result = await session.execute(fail_pending_statement(ids, kind, reason))
+    return int(result.rowcount)  # type: ignore[attr-defined]  # a CursorResult
+
+
+def retryable() -> ColumnElement[bool]:
+    """Failed rows that may safely go back to pending (see the module docstring)."""
+    return and_(
+        EmailMessage.status == EmailStatus.FAILED,
+        EmailMessage.context.is_not(None),
+        EmailMessage.failure_kind.in_(RETRYABLE),
+    )
+
+
+def reset_retryable(ids: list[int]) -> Update:
+    """Put the retryable failed rows among ``ids`` back to pending."""
+    return (
+        update(EmailMessage)
+        .where(EmailMessage.id.in_(ids), retryable())
+        .values(status=EmailStatus.PENDING, failure_kind=None)
+        .execution_options(synchronize_session=False)
+    )

@@ -14,62 +14,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-# One statement, one round trip: what the metrics collector computes per scrape.
-_GAUGES = text("""
-WITH active AS (
-    SELECT queue_name, status::text AS status, count(*) AS n
-      FROM procrastinate_jobs WHERE status IN ('todo', 'doing')
-     GROUP BY queue_name, status
-), failed AS (
-    SELECT queue_name, count(*) AS n
-      FROM procrastinate_jobs WHERE status = 'failed'
-     GROUP BY queue_name
-), due AS (
-    SELECT queue_name, count(*) AS n, min(scheduled_at) AS oldest_scheduled,
-           min(id) FILTER (WHERE scheduled_at IS NULL) AS oldest_unscheduled
-      FROM procrastinate_jobs
-     WHERE status = 'todo' AND (scheduled_at IS NULL OR scheduled_at <= now())
-     GROUP BY queue_name
-)
-SELECT 'jobs' AS kind, queue_name AS queue, status, n::float8 AS value FROM active
-UNION ALL SELECT 'jobs', queue_name, 'failed', n::float8 FROM failed
-UNION ALL SELECT 'due', queue_name, NULL, n::float8 FROM due
-UNION ALL
-SELECT 'lag', queue_name, NULL, greatest(0, extract(epoch FROM now() - least(
-           oldest_scheduled,
-           (SELECT min(e.at) FROM procrastinate_events e
-             WHERE e.job_id = due.oldest_unscheduled AND e.type = 'deferred'))))::float8
-  FROM due
-UNION ALL
-SELECT 'workers', NULL, NULL, count(*)::float8 FROM procrastinate_workers
- WHERE last_heartbeat >= now() - make_interval(secs => :stalled_after)
-UNION ALL
-SELECT 'emails_pending', NULL, NULL, count(*)::float8 FROM email_messages
- WHERE status = 'pending'
-""")
-
-_OUTCOMES = text("""
-SELECT j.queue_name, j.task_name, e.type::text AS type,
-       count(*) FILTER (WHERE e.at >= now() - interval '1 hour') AS last_hour,
-       count(*) AS last_day
-  FROM procrastinate_events e
-  -- LIMIT keeps this a primary-key lookup per recent event: the cost follows the
-  -- window, never the size of the jobs table
- CROSS JOIN LATERAL (SELECT queue_name, task_name FROM procrastinate_jobs
-                      WHERE id = e.job_id LIMIT 1) j
- WHERE e.type IN ('succeeded', 'failed', 'deferred_for_retry')
-   AND e.at >= now() - interval '24 hours'
- GROUP BY j.queue_name, j.task_name, e.type
-""")
-
-_WORKERS = text("""
-SELECT w.id, w.last_heartbeat,
-       extract(epoch FROM now() - w.last_heartbeat)::float8 AS age,
-       (SELECT count(*) FROM procrastinate_jobs j
-         WHERE j.worker_id = w.id AND j.status = 'doing') AS running
-  FROM procrastinate_workers w
- ORDER BY w.id
-""")
+from jobs.db.queue_sql import GAUGES, OUTCOMES, WORKERS
 
 _LEDGER_WINDOWS = text("""
 SELECT status, count(*) FILTER (WHERE created_at >= now() - interval '1 hour') AS last_hour,
@@ -102,7 +47,7 @@ class Gauges:
 
 def gauges(session: Session, *, stalled_after: float) -> Gauges:
     result = Gauges()
-    for kind, queue, status, value in session.execute(_GAUGES, {"stalled_after": stalled_after}):
+    for kind, queue, status, value in session.execute(GAUGES, {"stalled_after": stalled_after}):
         if kind == "jobs":
             result.jobs[(queue, status)] = int(value)
         elif kind == "due":
@@ -123,7 +68,7 @@ def outcomes(session: Session) -> tuple[dict[str, Counts], dict[str, Counts]]:
     """Succeeded / failed / retried over 1 h and 24 h, by queue and by task."""
     by_queue: dict[str, Counts] = {}
     by_task: dict[str, Counts] = {}
-    for queue, task, type_, last_hour, last_day in session.execute(_OUTCOMES):
+    for queue, task, type_, last_hour, last_day in session.execute(OUTCOMES):
         name = OUTCOME_NAMES[type_]
         for key, table in ((queue, by_queue), (task, by_task)):
             counts = table.setdefault(key, empty_counts())
@@ -148,7 +93,7 @@ class WorkerRow:
 def workers(session: Session, *, stalled_after: float) -> list[WorkerRow]:
     return [
         WorkerRow(int(id_), beat, float(age), float(age) <= stalled_after, int(running))
-        for id_, beat, age, running in session.execute(_WORKERS)
+        for id_, beat, age, running in session.execute(WORKERS)
     ]
 
 

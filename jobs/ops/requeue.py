@@ -15,39 +15,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from jobs.db.queue_sql import CANCEL_JOB, FAILED_JOBS, LOCK_JOB, REQUEUE_FAILED_JOB
 from jobs.errors import JobStateError
-from jobs.mail import ledger, salvage
-
-_FAILED = text("""
-SELECT j.id, j.queue_name, j.task_name, j.args, f.at AS failed_at
-  FROM procrastinate_jobs j
-  LEFT JOIN LATERAL (SELECT max(e.at) AS at FROM procrastinate_events e
-                      WHERE e.job_id = j.id AND e.type = 'failed') f ON true
- WHERE j.status = 'failed'
-   AND (CAST(:queue AS text) IS NULL OR j.queue_name = :queue)
-   AND (CAST(:task AS text) IS NULL OR j.task_name = :task)
-   AND (CAST(:since AS interval) IS NULL OR f.at >= now() - CAST(:since AS interval))
- ORDER BY j.id
-   FOR UPDATE OF j SKIP LOCKED
-""")
-
-# A job whose queueing lock is taken by a waiting job stays failed (it would collide).
-_REQUEUE = text("""
-UPDATE procrastinate_jobs j
-   SET status = 'todo', attempts = 0, scheduled_at = now(), abort_requested = false
- WHERE j.id = :job_id AND j.status = 'failed'
-   AND (j.queueing_lock IS NULL OR NOT EXISTS (
-        SELECT 1 FROM procrastinate_jobs o
-         WHERE o.queueing_lock = j.queueing_lock AND o.status = 'todo'))
-RETURNING j.id
-""")
+from jobs.mail import ledger
+from jobs.models import FailureKind
 
 _FORGET_RECOVERIES = text("DELETE FROM job_recoveries WHERE job_id = :job_id")
-
-_JOB = text(
-    "SELECT status::text, task_name, args FROM procrastinate_jobs WHERE id = :job_id FOR UPDATE"
-)
-_CANCEL = text("SELECT procrastinate_cancel_job_v1(:job_id, :abort, false)")
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -93,15 +66,16 @@ def retry_failed(
     """Re-queue the failed jobs matching the filters; never commits (roll back: dry run)."""
     result = Requeued()
     params = {"queue": queue, "task": task, "since": since}
-    for job_id, queue_name, task_name, args, failed_at in session.execute(_FAILED, params).all():
-        if session.execute(_REQUEUE, {"job_id": job_id}).first() is None:
+    failed = session.execute(FAILED_JOBS, params).all()
+    for job_id, queue_name, task_name, args, failed_at in failed:
+        if session.execute(REQUEUE_FAILED_JOB, {"job_id": job_id}).first() is None:
             result.skipped.append(job_id)
             continue
         session.execute(_FORGET_RECOVERIES, {"job_id": job_id})
         job = RequeuedJob(job_id, queue_name, task_name, failed_at)
-        ids = salvage.message_ids(task_name, args)
+        ids = ledger.message_ids(task_name, args)
         if ids:
-            job.emails_reset = session.execute(salvage.reset_retryable(ids)).rowcount  # type: ignore[attr-defined]
+            job.emails_reset = session.execute(ledger.reset_retryable(ids)).rowcount  # type: ignore[attr-defined]  # a CursorResult
         result.jobs.append(job)
     return result
 
@@ -111,20 +85,22 @@ def cancel(session: Session, job_id: int) -> str:
 
     Returns what happened: ``"cancelled"`` or ``"abort requested"``.
     """
-    row = session.execute(_JOB, {"job_id": job_id}).first()
+    row = session.execute(LOCK_JOB, {"job_id": job_id}).first()
     if row is None:
         raise JobStateError(f"there is no job {job_id}")
     status, task_name, args = row
     if status == "todo":
-        session.execute(_CANCEL, {"job_id": job_id, "abort": False})
-        ids = salvage.message_ids(task_name, args)
+        session.execute(CANCEL_JOB, {"job_id": job_id, "abort": False})
+        ids = ledger.message_ids(task_name, args)
         if ids:
             session.execute(
-                ledger.fail_pending_statement(ids, ledger.CANCELLED.format(job_id=job_id))
+                ledger.fail_pending_statement(
+                    ids, FailureKind.CANCELLED, ledger.CANCELLED.format(job_id=job_id)
+                )
             )
         return "cancelled"
     if status == "doing":
-        session.execute(_CANCEL, {"job_id": job_id, "abort": True})
+        session.execute(CANCEL_JOB, {"job_id": job_id, "abort": True})
         return "abort requested"
     raise JobStateError(
         f"job {job_id} is {status}: only a waiting (todo) or running (doing) job can be cancelled"

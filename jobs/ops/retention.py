@@ -16,40 +16,12 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from jobs.db.queue_sql import DELETE_FINISHED_JOBS
 from jobs.results.store import prune_results
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
-_FINISHED = "'succeeded', 'failed', 'cancelled', 'aborted'"
-
-# Walks the outcome events oldest first (index jobs_procrastinate_events_outcome_at_idx),
-# keyset-paginated on (at, id) so rows it must keep are never scanned twice.
-_DELETE_JOBS = text(f"""
-WITH batch AS (
-    SELECT e.id, e.job_id, e.at FROM procrastinate_events e
-     WHERE e.type IN ({_FINISHED}) AND e.at < :cutoff
-       AND (e.at, e.id) > (:after_at, :after_id)
-     ORDER BY e.at, e.id
-     LIMIT :batch_size
-), doomed AS (
-    SELECT j.id FROM procrastinate_jobs j
-     WHERE j.id IN (SELECT job_id FROM batch)
-       AND j.status IN ({_FINISHED})
-       AND NOT EXISTS (SELECT 1 FROM procrastinate_events n
-                        WHERE n.job_id = j.id AND n.at >= :cutoff)
-       FOR UPDATE OF j SKIP LOCKED
-), gone AS (
-    DELETE FROM procrastinate_jobs j USING doomed d WHERE j.id = d.id RETURNING j.id
-), forgotten AS (
-    DELETE FROM job_recoveries r USING gone g WHERE r.job_id = g.id RETURNING r.job_id
-)
-SELECT (SELECT count(*) FROM gone) AS deleted,
-       last.at AS last_at, last.id AS last_id
-  FROM (SELECT 1) AS one
-  LEFT JOIN (SELECT at, id FROM batch ORDER BY at DESC, id DESC LIMIT 1) AS last ON true
-""")
-
 _DROP_CONTEXTS = text("""
 UPDATE email_messages SET context = NULL
  WHERE id IN (SELECT id FROM email_messages
@@ -74,7 +46,7 @@ async def delete_finished_jobs_batch(
     """One batch: (jobs deleted, cursor for the next batch or None when done). Never commits."""
     row = (
         await session.execute(
-            _DELETE_JOBS,
+            DELETE_FINISHED_JOBS,
             {
                 "cutoff": cutoff,
                 "after_at": after.at if after else datetime.min.replace(tzinfo=cutoff.tzinfo),
@@ -90,7 +62,7 @@ async def delete_finished_jobs_batch(
 async def drop_contexts_batch(session: AsyncSession, *, cutoff: datetime, batch_size: int) -> int:
     """Drop the template context of up to ``batch_size`` finished rows created before cutoff."""
     result = await session.execute(_DROP_CONTEXTS, {"cutoff": cutoff, "batch_size": batch_size})
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined]  # a CursorResult
 
 
 async def prune(

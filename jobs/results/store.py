@@ -19,12 +19,13 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, delete, func, text
+from sqlalchemy import Insert, delete, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from jobs.db import async_session_factory, database_url, session_factory
+from jobs.db.queue_sql import READ_RESULT
 from jobs.errors import ResultNotSerializable, ResultTooLarge
 from jobs.models import JobResult, ResultStatus
 from jobs.results.cache import result_cache
@@ -96,22 +97,13 @@ async def store_result_async(
     await session.execute(result_upsert(job_id, task_name, result, max_bytes=max_bytes))
 
 
-_READ = text(
-    "SELECT j.status AS job_status, j.task_name AS job_task, r.status, r.task_name,"
-    " r.result, r.error, r.finished_at"
-    " FROM (SELECT CAST(:job_id AS bigint) AS id) AS q"
-    " LEFT JOIN procrastinate_jobs AS j ON j.id = q.id"
-    " LEFT JOIN job_results AS r ON r.job_id = q.id"
-)
-
-
 def read_result(session: Session, job_id: int) -> Result:
     """The answer from PostgreSQL alone."""
-    return interpret(job_id, session.execute(_READ, {"job_id": job_id}).one())
+    return interpret(job_id, session.execute(READ_RESULT, {"job_id": job_id}).one())
 
 
 async def read_result_async(session: AsyncSession, job_id: int) -> Result:
-    return interpret(job_id, (await session.execute(_READ, {"job_id": job_id})).one())
+    return interpret(job_id, (await session.execute(READ_RESULT, {"job_id": job_id})).one())
 
 
 def get_result(job_id: int) -> Result:

@@ -15,9 +15,10 @@ from jobs.db import async_engine, database_url
 from jobs.errors import describe
 from jobs.mail import ledger
 from jobs.mail.config import MailConfig
-from jobs.mail.delivery import TRANSIENT_EXHAUSTED, Delivery, Report, batch_size, deliver_batch
+from jobs.mail.delivery import Delivery, Report, batch_size, deliver_batch
 from jobs.mail.pool import get_pool
 from jobs.mail.ratelimit import RateLimiter
+from jobs.models import FailureKind
 from jobs.results.store import store_result_async
 from jobs.settings import Settings, get_settings
 from jobs.tasks import DELIVER_TASK, EMAIL_QUEUE
@@ -50,11 +51,11 @@ def _interrupted(context: JobContext, settings: Settings) -> str:
     return "delivery interrupted (worker stopped or job aborted)"
 
 
-async def _give_up(url: str, message_ids: list[int], reason: str) -> None:
+async def _give_up(url: str, message_ids: list[int], kind: FailureKind, reason: str) -> None:
     """Fail the still-pending rows of a job that ends now, in their own transaction,
     so that no row stays pending with no job left to send it."""
     async with AsyncSession(async_engine(url)) as session, session.begin():
-        await ledger.fail_pending(session, message_ids, reason)
+        await ledger.fail_pending(session, message_ids, kind, reason)
 
 
 @app.task(name=DELIVER_TASK, queue=EMAIL_QUEUE, retry=retry, pass_context=True)
@@ -102,13 +103,16 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
             raise trouble
     except asyncio.CancelledError:
         if context.abort_reason() == AbortReason.USER_REQUEST:
-            await _give_up(url, message_ids, ledger.CANCELLED.format(job_id=context.job.id))
+            reason = ledger.CANCELLED.format(job_id=context.job.id)
+            await _give_up(url, message_ids, FailureKind.CANCELLED, reason)
             raise JobAborted(f"job {context.job.id} was cancelled by an operator") from None
         if final:
-            await _give_up(url, message_ids, TRANSIENT_EXHAUSTED + _interrupted(context, settings))
+            reason = ledger.TRANSIENT_EXHAUSTED + _interrupted(context, settings)
+            await _give_up(url, message_ids, FailureKind.TRANSIENT_EXHAUSTED, reason)
         raise
     except Exception as exc:
         if final:
-            await _give_up(url, message_ids, TRANSIENT_EXHAUSTED + describe(exc))
+            reason = ledger.TRANSIENT_EXHAUSTED + describe(exc)
+            await _give_up(url, message_ids, FailureKind.TRANSIENT_EXHAUSTED, reason)
         raise
     return report.summary()

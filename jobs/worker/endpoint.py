@@ -51,7 +51,7 @@ class Endpoint:
     def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
-            return self._metrics(environ, start_response)  # type: ignore[no-any-return]
+            return self._metrics(environ, start_response)  # type: ignore[no-any-return]  # prometheus' WSGI app is untyped
         if path == "/healthz":
             healthy, reason = self._probe()
             if not healthy:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from jobs import cli
@@ -10,9 +12,9 @@ from jobs.settings import load_settings
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory) -> None:
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No .env and no inherited variables: each test sets what it checks."""
-    monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
+    monkeypatch.chdir(tmp_path)
     for name in (
         "DATABASE_URL",
         "MAIL_PORT",
@@ -105,7 +107,7 @@ def test_cli_prints_the_problem_without_traceback(
     assert "do-not-print-me" not in err
 
 
-# Results (issue 6) -------------------------------------------------------------
+# Results -------------------------------------------------------------
 
 
 def test_result_and_redis_settings_each_get_a_line_and_the_url_is_not_echoed() -> None:
@@ -140,7 +142,7 @@ def test_redis_is_optional_and_its_password_stays_secret() -> None:
     )
 
 
-# --- Delivery engine (issue 3) ---------------------------------------------------------
+# --- Delivery engine ---------------------------------------------------------
 
 
 def test_delivery_settings_defaults_and_blank_rate_limit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,7 +178,7 @@ def test_bad_delivery_settings_name_the_variable() -> None:
     ]
 
 
-# --- Operations (issue 5) ------------------------------------------------------------------
+# --- Operations ------------------------------------------------------------------
 
 
 def test_operations_settings_have_safe_defaults_and_clear_errors() -> None:

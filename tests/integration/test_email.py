@@ -81,7 +81,7 @@ def test_bad_input_is_refused_before_anything_is_written(
     }
     with session_factory(database_url)() as session, session.begin():
         with pytest.raises(error) as raised:
-            enqueue_email(session, **arguments)  # type: ignore[arg-type]
+            enqueue_email(session, **arguments)  # type: ignore[arg-type]  # wrong on purpose
         assert isinstance(raised.value, ValueError)
     assert count(database_url, LEDGER) == 0
     assert count(database_url, JOBS) == 0
@@ -95,7 +95,7 @@ async def test_async_enqueue_then_worker_delivers_once(database_url: str, smtp: 
     await drain()
     [received] = faults(smtp).parsed()
     assert received["To"] == "zoe@example.com"
-    assert "Hello Zoe" in received.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Hello Zoe" in received.get_body(("plain",)).get_content()  # type: ignore[union-attr]  # the part exists
     async with async_session_factory(database_url)() as session:
         row = await session.get(EmailMessage, message.id)
     assert row is not None
@@ -113,9 +113,9 @@ async def test_sync_and_async_paths_while_the_app_is_open(database_url: str) -> 
             enqueue_email(
                 session, to="s@example.com", template="welcome", context={"username": "s"}
             )
-        async with async_session_factory(database_url)() as session, session.begin():
+        async with async_session_factory(database_url)() as async_session, async_session.begin():
             await enqueue_email_async(
-                session, to="t@example.com", template="welcome", context={"username": "t"}
+                async_session, to="t@example.com", template="welcome", context={"username": "t"}
             )
     assert count(database_url, LEDGER) == 2
     assert count(database_url, JOBS) == 2

@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import NotRequired, TypedDict
+
 import pytest
 
 from jobs.errors import HeaderInjection, InvalidEmailAddress
 from jobs.mail.message import build_message, message_id_for
 
-BASE = {
+
+class MessageArgs(TypedDict):
+    """`build_message`'s keyword arguments."""
+
+    sender: str
+    sender_name: str
+    to: str
+    subject: str
+    text: str
+    html: str
+    message_id: str
+    headers: NotRequired[Mapping[str, str]]
+
+
+class Overrides(TypedDict, total=False):
+    """Any subset of `MessageArgs`, laid over `BASE`."""
+
+    sender: str
+    sender_name: str
+    to: str
+    subject: str
+    text: str
+    html: str
+    message_id: str
+    headers: Mapping[str, str]
+
+
+BASE: MessageArgs = {
     "sender": "noreply@example.com",
     "sender_name": "Shop",
     "to": "ann@example.com",
@@ -19,7 +49,7 @@ BASE = {
 
 
 def test_structure_and_headers() -> None:
-    msg = build_message(**{**BASE, "subject": "Grüße", "headers": {"List-Id": "news"}})
+    msg = build_message(**BASE | {"subject": "Grüße", "headers": {"List-Id": "news"}})
     assert msg.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
     wire = msg.as_bytes()
@@ -40,14 +70,15 @@ def test_structure_and_headers() -> None:
         {"subject": "nul\x00byte"},
     ],
 )
-def test_control_characters_in_headers_are_refused(overrides: dict[str, object]) -> None:
+def test_control_characters_in_headers_are_refused(overrides: Overrides) -> None:
+    arguments: MessageArgs = {**BASE, **overrides}
     with pytest.raises(HeaderInjection):
-        build_message(**{**BASE, **overrides})  # type: ignore[arg-type]
+        build_message(**arguments)
 
 
 def test_an_invalid_recipient_is_refused() -> None:
     with pytest.raises(InvalidEmailAddress):
-        build_message(**{**BASE, "to": "ann@@example"})
+        build_message(**BASE | {"to": "ann@@example"})
 
 
 def test_message_id_depends_only_on_the_key() -> None:

@@ -9,7 +9,7 @@ import pytest
 from jobs import cli
 from jobs.dev.sink import Sink
 from tests.conftest import faults
-from tests.test_promotion import SECRET, add_users, drain_all
+from tests.integration.test_promotion import SECRET, add_users, drain_all
 
 
 @pytest.fixture(autouse=True)

@@ -42,7 +42,7 @@ async def _run_maintenance(database_url: str) -> None:
     """Defer the stalled-job check and run it on a real worker (queue `default` only)."""
     async with app.open_async():
         with contextlib.suppress(AlreadyEnqueued):  # a worker's periodic deferrer was first
-            await recover_stalled.defer_async(timestamp=0)
+            await recover_stalled.configure().defer_async(timestamp=0)
         await app.run_worker_async(
             queues=["default"], wait=False, install_signal_handlers=False, listen_notify=False
         )

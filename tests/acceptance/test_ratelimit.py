@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from jobs.db import async_engine, session_factory
@@ -54,9 +55,9 @@ def _jobs(url: str, jobs: int, per_job: int) -> None:
             defer_delivery(session, [r.id for r in rows], priority=BULK_PRIORITY)
 
 
-def _wait_for(condition: object, timeout: float, what: str) -> None:
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
 
@@ -66,14 +67,15 @@ def test_two_worker_processes_share_one_limit(
 ) -> None:
     env = {**os.environ, "MAIL_RATE_LIMIT": "20"}
     logs = [tmp_path / f"worker{n}.log" for n in range(2)]
+    outputs = [log.open("w") for log in logs]
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "jobs.cli", "worker", "--queues", "email", "--concurrency", "2"],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=log.open("w"),
+            stderr=output,
         )
-        for log in logs
+        for output in outputs
     ]
     try:
         _wait_for(
@@ -88,6 +90,8 @@ def test_two_worker_processes_share_one_limit(
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
             worker.wait(timeout=30)
+        for output in outputs:
+            output.close()
     times = faults(smtp).times
     assert len(times) == 60
     # 20/s overall: slot 59 is 2.95 s after slot 0, however many processes send.

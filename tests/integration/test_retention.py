@@ -131,7 +131,7 @@ async def test_the_periodic_task_applies_the_configured_retention(database_url: 
     jobs = _seed(database_url)
     async with app.open_async():
         with contextlib.suppress(AlreadyEnqueued):
-            await prune_old.defer_async(timestamp=0)
+            await prune_old.configure().defer_async(timestamp=0)
         await app.run_worker_async(
             queues=["default"], wait=False, install_signal_handlers=False, listen_notify=False
         )

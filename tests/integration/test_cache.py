@@ -49,7 +49,7 @@ async def test_a_finished_job_is_written_through_as_json_with_a_ttl(
     cached = json.loads(str(raw))
     assert cached["result"] == {"success_count": 2, "error_count": 0, "total_users": 2}
     assert cached["task_name"] == "tests.results.answer"
-    assert 0 < int(redis.client.ttl(redis.key(job_id))) <= 120  # type: ignore[arg-type]
+    assert 0 < int(redis.client.ttl(redis.key(job_id))) <= 120
 
 
 async def test_default_key_is_namespaced_jobs_result_id(
@@ -76,7 +76,7 @@ async def test_read_through_after_eviction_puts_the_key_back(
     redis.client.delete(redis.key(job_id))
     assert get_result(job_id).value == [1, 2]
     assert json.loads(str(redis.client.get(redis.key(job_id))))["result"] == [1, 2]
-    assert int(redis.client.ttl(redis.key(job_id))) > 0  # type: ignore[arg-type]
+    assert int(redis.client.ttl(redis.key(job_id))) > 0
     redis.client.delete(redis.key(job_id))
     assert (await get_result_async(job_id)).value == [1, 2]
     assert redis.client.exists(redis.key(job_id)) == 1

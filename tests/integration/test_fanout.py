@@ -17,7 +17,7 @@ from sqlalchemy import event
 from jobs.db import async_engine, async_session_factory, dispose_engines
 from jobs.promotions.fanout import Chunk, PromotionConfig
 from jobs.promotions.promote import send_promotions
-from tests.test_promotion import add_users
+from tests.integration.test_promotion import add_users
 
 CONFIG = PromotionConfig(
     chunk_size=4,
@@ -75,7 +75,9 @@ def test_each_chunk_is_one_delivery_job_with_its_own_rows(database_url: str) -> 
         jobs = conn.execute(
             "SELECT args, priority, queue_name FROM procrastinate_jobs ORDER BY id"
         ).fetchall()
-        ledger = dict(conn.execute("SELECT id, idempotency_key FROM email_messages").fetchall())
+        ledger: dict[int, str] = dict(
+            conn.execute("SELECT id, idempotency_key FROM email_messages").fetchall()
+        )
     assert [len(args["message_ids"]) for args, _, _ in jobs] == [4, 4, 2]
     assert {(priority, queue) for _, priority, queue in jobs} == {(0, "email")}  # bulk
     ids = [i for args, _, _ in jobs for i in args["message_ids"]]

@@ -14,7 +14,7 @@ import pytest
 
 from jobs.dev.sink import Sink
 from tests.conftest import count, faults
-from tests.test_promotion import SECRET, add_users, drain_all
+from tests.integration.test_promotion import SECRET, add_users, drain_all
 
 FINISHED_RUNS = "SELECT count(*) FROM promotion_runs WHERE finished_at IS NOT NULL"
 
@@ -53,7 +53,10 @@ def test_two_workers_run_each_period_once_and_mail_each_user_once_per_period(
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
-            assert worker.wait(timeout=60) == 0
+            status = worker.wait(timeout=60)
+            if worker.stderr is not None:
+                worker.stderr.close()
+            assert status == 0
     # What the workers deferred but had no time to finish: an in-process worker
     # (schedule disabled here) completes it.
     monkeypatch.setenv("SECRET_KEY", SECRET)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -34,8 +35,8 @@ async def _send(pool: SmtpPool, i: int) -> None:
         await smtp_client.send(client, _message(i))
 
 
-def _config(sink: Sink, **overrides: object) -> SmtpConfig:
-    return SmtpConfig(host=sink.host, port=sink.port, timeout=5, **overrides)  # type: ignore[arg-type]
+def _config(sink: Sink, **overrides: Any) -> SmtpConfig:
+    return SmtpConfig(host=sink.host, port=sink.port, timeout=5, **overrides)
 
 
 async def test_one_connection_carries_many_messages(smtp: Sink) -> None:

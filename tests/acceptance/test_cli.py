@@ -71,7 +71,7 @@ def test_demo_runs_twice_without_duplicates_in_a_database_of_its_own(
         demo_emails = count(demo_url, "SELECT count(*) FROM email_messages")
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{demo_db}" WITH (FORCE)')  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE IF EXISTS "{demo_db}" WITH (FORCE)')
     for run in runs:
         assert run.returncode == 0, run.stderr
     assert "users created this run : 3" in runs[0].stdout
@@ -84,7 +84,7 @@ def test_demo_runs_twice_without_duplicates_in_a_database_of_its_own(
     assert count(database_url, "SELECT count(*) FROM email_messages WHERE status = 'pending'") == 1
 
 
-# Results (issue 6) -------------------------------------------------------------
+# Results -------------------------------------------------------------
 
 
 async def test_result_command_prints_each_state_with_its_exit_status(

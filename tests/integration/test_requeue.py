@@ -16,8 +16,8 @@ from jobs.mail.enqueue import defer_delivery, enqueue_email
 from jobs.models import EmailMessage, EmailStatus
 from jobs.ops.requeue import parse_duration
 from jobs.settings import get_settings
+from tests.acceptance.test_recovery import _run_maintenance
 from tests.conftest import count, drain, faults
-from tests.test_recovery import _run_maintenance
 
 FAILED_JOBS = "SELECT count(*) FROM procrastinate_jobs WHERE status = 'failed'"
 

@@ -48,3 +48,40 @@ def test_autogenerate_against_head_proposes_nothing(database_url: str) -> None:
         diff = compare_metadata(context, Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_failure_kinds_of_existing_rows_are_read_from_their_reasons(database_url: str) -> None:
+    from alembic import command
+
+    from jobs.db.migrations import alembic_config
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    command.upgrade(alembic_config(database_url), "0006")
+    reasons = {
+        "transient, retries exhausted: 451 4.3.0 try later": "transient_exhausted",
+        "worker died 3 times": "worker_died",
+        "cancelled: job 7 was cancelled by an operator": "cancelled",
+        "550 5.1.1 no such user": "rejected",
+        "TemplateError: 'username' is undefined": "invalid",
+    }
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for n, reason in enumerate(reasons):
+            conn.execute(
+                "INSERT INTO email_messages (idempotency_key, kind, to_address, template, status,"
+                " last_error) VALUES (%s, 't', 'a@example.com', 'welcome', 'failed', %s)",
+                (f"k{n}", reason),
+            )
+        conn.execute(
+            "INSERT INTO email_messages (idempotency_key, kind, to_address, template, status)"
+            " VALUES ('sent', 't', 'a@example.com', 'welcome', 'sent')"
+        )
+    migrate(database_url)
+    with psycopg.connect(database_url) as conn:
+        kinds: dict[str, str | None] = dict(
+            conn.execute(
+                "SELECT coalesce(last_error, status), failure_kind FROM email_messages"
+            ).fetchall()
+        )
+    assert kinds == {**reasons, "sent": None}

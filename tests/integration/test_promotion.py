@@ -113,8 +113,8 @@ def test_promote_mails_each_eligible_user_once_with_the_campaign(
     assert recipients(smtp) == Counter({f"u{n}@example.com": 1 for n in range(7)})
     message = faults(smtp).parsed()[0]
     assert message["Subject"] == "Special Promotion Just For You!"
-    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]  # the part exists
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]  # the part exists
     for part in (text, html):
         assert "Special Offer Today!" in part
         assert "Get 50% off on all products!" in part
@@ -221,6 +221,8 @@ def test_a_fan_out_killed_halfway_resumes_without_duplicates_or_gaps(
     finally:
         blocker.rollback()
         blocker.close()
+        if process.stderr is not None:
+            process.stderr.close()
     queued = "SELECT queued FROM promotion_runs"
     assert count(database_url, queued) == 20
     assert count(database_url, "SELECT count(*) FROM promotion_runs WHERE finished_at IS NULL") == 1

@@ -60,7 +60,7 @@ async def test_second_sigterm_exits_at_once(database_url: str, tmp_path: Path) -
     assert worker.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()
     assert "SIGTERM again: exiting now" in log.read_text()
     assert marks(done_file) == ["start"]
-    # Left `doing`: the stalled-job check re-queues it (tests/test_recovery.py).
+    # Left `doing`: the stalled-job check re-queues it (tests/acceptance/test_recovery.py).
     assert _statuses(database_url) == ["doing", "todo"]
 
 

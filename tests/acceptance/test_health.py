@@ -33,7 +33,7 @@ def test_healthz_goes_503_when_the_database_goes_away(
         wait_until(lambda: answered(200), "the worker to be healthy")
         name = urlsplit(database_url).path.lstrip("/")
         with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         wait_until(lambda: answered(503), "/healthz to report the lost database")
         # Then the worker gives up (its pool times out) with one line, not a traceback.
         assert worker.wait(timeout=120) == 2

@@ -1,0 +1,1 @@
+"""Acceptance tier: spawned `jobs` processes, as an operator runs them."""

@@ -1,0 +1,301 @@
+"""What `jobs.db.queue_sql` relies on in procrastinate's schema, read off a migrated database.
+
+The schema is frozen by migration 0001; these tests fail when a procrastinate
+upgrade changes a type, function, column or enum label that the named queries use.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import TextClause, text
+from sqlalchemy.orm import Session
+
+from jobs.db import queue_sql, session_factory
+from jobs.mail.enqueue import job_params
+from jobs.ops.queries import OUTCOME_NAMES
+from jobs.results.state import JOB_STATES
+from jobs.tasks import DELIVER_TASK, EMAIL_QUEUE, TRANSACTIONAL_PRIORITY
+
+NAMES = sorted(name for name in vars(queue_sql) if name.isupper() and name[0] != "_")
+
+# DEFER_NEW_MESSAGE is a CTE: run after a `message` CTE, as its callers do.
+DEFER = f"WITH message AS (SELECT CAST(:message_id AS bigint) AS id), {queue_sql.DEFER_NEW_MESSAGE}"
+
+
+def _sql(name: str) -> str:
+    query = getattr(queue_sql, name)
+    if name == "DEFER_NEW_MESSAGE":
+        return f"{DEFER} SELECT ids FROM job"
+    assert isinstance(query, TextClause), name
+    return query.text
+
+
+def _catalog(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def test_job_to_defer_v1_layout(database_url: str) -> None:
+    """DEFER_NEW_MESSAGE builds the composite by position: ROW(:queue, :task, :priority, ...)."""
+    attributes = _catalog(
+        database_url,
+        """
+        SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+          FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid
+         WHERE t.oid = 'procrastinate_job_to_defer_v1'::regtype
+           AND a.attnum > 0 AND NOT a.attisdropped
+         ORDER BY a.attnum
+        """,
+    )
+    assert attributes == [
+        ("queue_name", "character varying"),
+        ("task_name", "character varying"),
+        ("priority", "integer"),
+        ("lock", "text"),
+        ("queueing_lock", "text"),
+        ("args", "jsonb"),
+        ("scheduled_at", "timestamp with time zone"),
+    ]
+
+
+# Every procrastinate function the named queries call: signature -> return type.
+FUNCTIONS = {
+    "procrastinate_defer_jobs_v1(procrastinate_job_to_defer_v1[])": "bigint[]",
+    "procrastinate_retry_job_v2(bigint, timestamp with time zone, integer,"
+    " character varying, character varying)": "void",
+    "procrastinate_finish_job_v1(bigint, procrastinate_job_status, boolean)": "void",
+    "procrastinate_cancel_job_v1(bigint, boolean, boolean)": "bigint",
+}
+
+
+def test_the_functions_called_are_the_ones_pinned() -> None:
+    called = {
+        match
+        for name in NAMES
+        for match in re.findall(r"\b(procrastinate_\w+)\s*\(", _sql(name))
+        if not match.startswith(("procrastinate_jobs", "procrastinate_events"))
+    }
+    assert called == {signature.split("(")[0] for signature in FUNCTIONS}
+
+
+@pytest.mark.parametrize("signature", FUNCTIONS)
+def test_function_exists_with_the_arguments_used(database_url: str, signature: str) -> None:
+    name = signature.split("(")[0]
+    [(found, returns, overloads)] = _catalog(
+        database_url,
+        "SELECT to_regprocedure(%s)::text, pg_get_function_result(to_regprocedure(%s)),"
+        " (SELECT count(*) FROM pg_proc WHERE proname = %s)",
+        signature,
+        signature,
+        name,
+    )
+    assert found is not None, f"no function {signature}"
+    assert returns == FUNCTIONS[signature]
+    assert overloads == 1  # the call cannot resolve to another overload
+
+
+# The columns the named queries read or write, with their types.
+COLUMNS = {
+    "procrastinate_jobs": {
+        "id": "bigint",
+        "queue_name": "character varying(128)",
+        "task_name": "character varying(128)",
+        "status": "procrastinate_job_status",
+        "args": "jsonb",
+        "scheduled_at": "timestamp with time zone",
+        "attempts": "integer",
+        "abort_requested": "boolean",
+        "queueing_lock": "text",
+        "worker_id": "bigint",
+    },
+    "procrastinate_events": {
+        "id": "bigint",
+        "job_id": "bigint",
+        "type": "procrastinate_job_event_type",
+        "at": "timestamp with time zone",
+    },
+    "procrastinate_workers": {"id": "bigint", "last_heartbeat": "timestamp with time zone"},
+}
+
+
+@pytest.mark.parametrize("table", COLUMNS)
+def test_columns_read(database_url: str, table: str) -> None:
+    columns = dict(
+        _catalog(
+            database_url,
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+            table,
+        )
+    )
+    assert {name: columns.get(name) for name in COLUMNS[table]} == COLUMNS[table]
+
+
+def _labels(url: str, enum: str) -> list[str]:
+    return [
+        label
+        for (label,) in _catalog(
+            url,
+            "SELECT enumlabel FROM pg_enum WHERE enumtypid = to_regtype(%s) ORDER BY enumsortorder",
+            enum,
+        )
+    ]
+
+
+def test_job_status_labels(database_url: str) -> None:
+    labels = _labels(database_url, "procrastinate_job_status")
+    # the statuses the named queries filter on or set
+    assert {"todo", "doing", "succeeded", "failed", "cancelled", "aborted"} <= set(labels)
+    # READ_RESULT hands any status to jobs.results.state, which maps each one
+    assert set(labels) == set(JOB_STATES)
+
+
+def test_job_event_type_labels(database_url: str) -> None:
+    labels = set(_labels(database_url, "procrastinate_job_event_type"))
+    # the event types the named queries filter on
+    used = {"deferred", "succeeded", "failed", "deferred_for_retry", "cancelled", "aborted"}
+    assert used <= labels
+    assert set(OUTCOME_NAMES) <= labels
+
+
+# Harmless parameters for planning each named query.
+PLAN_PARAMS: dict[str, dict[str, Any]] = {
+    "GAUGES": {"stalled_after": 60.0},
+    "OUTCOMES": {},
+    "WORKERS": {},
+    "STALLED_JOBS": {"stalled_after": 60.0},
+    "RETRY_JOB_NOW": {"job_id": 1},
+    "FAIL_JOB": {"job_id": 1},
+    "FAILED_JOBS": {"queue": None, "task": "t", "since": timedelta(hours=1)},
+    "REQUEUE_FAILED_JOB": {"job_id": 1},
+    "LOCK_JOB": {"job_id": 1},
+    "CANCEL_JOB": {"job_id": 1, "abort": False},
+    "DELETE_FINISHED_JOBS": {
+        "cutoff": datetime.now(UTC),
+        "after_at": datetime.min.replace(tzinfo=UTC),
+        "after_id": 0,
+        "batch_size": 10,
+    },
+    "READ_RESULT": {"job_id": 1},
+    "DEFER_NEW_MESSAGE": {"message_id": 1, **job_params()},
+}
+
+
+def test_every_named_query_is_planned_here() -> None:
+    assert sorted(PLAN_PARAMS) == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_named_query_compiles(database_url: str, name: str) -> None:
+    """EXPLAIN parses, resolves and plans the statement without running it."""
+    with session_factory(database_url)() as session:
+        plan = session.execute(text(f"EXPLAIN {_sql(name)}"), PLAN_PARAMS[name]).scalars().all()
+    assert plan
+
+
+def _job(session: Session, job_id: int) -> dict[str, Any]:
+    row = session.execute(
+        text(
+            "SELECT queue_name, task_name, priority, lock, queueing_lock, args, status::text,"
+            " scheduled_at, attempts, worker_id FROM procrastinate_jobs WHERE id = :id"
+        ),
+        {"id": job_id},
+    ).one_or_none()
+    return {} if row is None else dict(row._mapping)
+
+
+def _start(session: Session, job_id: int, worker_id: int) -> None:
+    session.execute(
+        text("UPDATE procrastinate_jobs SET status = 'doing', worker_id = :w WHERE id = :id"),
+        {"id": job_id, "w": worker_id},
+    )
+
+
+def test_a_job_through_every_named_query(database_url: str) -> None:
+    with session_factory(database_url)() as session, session.begin():
+        # defer: the composite's fields land in the right columns
+        defer = text(f"{DEFER} SELECT ids FROM job")
+        [job_id] = session.execute(defer, PLAN_PARAMS["DEFER_NEW_MESSAGE"]).scalar_one()
+        job = _job(session, job_id)
+        assert {k: job[k] for k in ("queue_name", "task_name", "priority", "lock")} == {
+            "queue_name": EMAIL_QUEUE,
+            "task_name": DELIVER_TASK,
+            "priority": TRANSACTIONAL_PRIORITY,
+            "lock": None,
+        }
+        assert (job["queueing_lock"], job["args"], job["status"], job["scheduled_at"]) == (
+            None,
+            {"message_ids": [1]},
+            "todo",
+            None,
+        )
+        read = session.execute(queue_sql.READ_RESULT, {"job_id": job_id}).one()
+        assert (read.job_status, read.job_task, read.status) == ("todo", DELIVER_TASK, None)
+        assert session.execute(queue_sql.LOCK_JOB, {"job_id": job_id}).one() == (
+            "todo",
+            DELIVER_TASK,
+            {"message_ids": [1]},
+        )
+        gauges = {
+            (kind, queue, status): value
+            for kind, queue, status, value in session.execute(
+                queue_sql.GAUGES, {"stalled_after": 60.0}
+            )
+        }
+        assert gauges[("jobs", EMAIL_QUEUE, "todo")] == 1
+        assert gauges[("due", EMAIL_QUEUE, None)] == 1
+        assert gauges[("workers", None, None)] == 0
+
+        # a worker, silent for an hour, runs it: stalled
+        worker_id = session.execute(
+            text(
+                "INSERT INTO procrastinate_workers (last_heartbeat)"
+                " VALUES (now() - interval '1 hour') RETURNING id"
+            )
+        ).scalar_one()
+        _start(session, job_id, worker_id)
+        [(w_id, _, age, running)] = session.execute(queue_sql.WORKERS)
+        assert (w_id, running) == (worker_id, 1)
+        assert age >= 3600
+        stalled = session.execute(queue_sql.STALLED_JOBS, {"stalled_after": 60.0}).all()
+        assert stalled == [(job_id, DELIVER_TASK, {"message_ids": [1]})]
+
+        session.execute(queue_sql.RETRY_JOB_NOW, {"job_id": job_id})
+        job = _job(session, job_id)
+        assert (job["status"], job["attempts"]) == ("todo", 1)
+        assert job["scheduled_at"] is not None
+
+        _start(session, job_id, worker_id)
+        session.execute(queue_sql.FAIL_JOB, {"job_id": job_id})
+        assert _job(session, job_id)["status"] == "failed"
+        outcomes = {(row.task_name, row.type) for row in session.execute(queue_sql.OUTCOMES)}
+        assert outcomes == {(DELIVER_TASK, "failed"), (DELIVER_TASK, "deferred_for_retry")}
+
+        failed = session.execute(
+            queue_sql.FAILED_JOBS, {"queue": EMAIL_QUEUE, "task": None, "since": timedelta(hours=1)}
+        ).all()
+        assert [(row.id, row.queue_name, row.task_name) for row in failed] == [
+            (job_id, EMAIL_QUEUE, DELIVER_TASK)
+        ]
+        assert failed[0].failed_at is not None
+        requeued = session.execute(queue_sql.REQUEUE_FAILED_JOB, {"job_id": job_id}).all()
+        assert requeued == [(job_id,)]
+        job = _job(session, job_id)
+        assert (job["status"], job["attempts"]) == ("todo", 0)
+
+        cancelled = session.execute(queue_sql.CANCEL_JOB, {"job_id": job_id, "abort": False})
+        assert cancelled.scalar_one() == job_id
+        assert _job(session, job_id)["status"] == "cancelled"
+
+        delete = {**PLAN_PARAMS["DELETE_FINISHED_JOBS"], "cutoff": datetime.now(UTC) + timedelta(1)}
+        row = session.execute(queue_sql.DELETE_FINISHED_JOBS, delete).one()
+        assert row.deleted == 1
+        assert row.last_id is not None
+        assert _job(session, job_id) == {}
+        read = session.execute(queue_sql.READ_RESULT, {"job_id": job_id}).one()
+        assert (read.job_status, read.job_task) == (None, None)

@@ -1,0 +1,1 @@
+"""Unit tier: no service, no subprocess; pure functions and in-memory objects."""
