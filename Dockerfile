@@ -14,7 +14,9 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=build /wheels /wheels
-RUN pip install "$(ls /wheels/jobs-*.whl)[cache]" && rm -rf /wheels \
+# The versions CI tested (constraints.txt), not whatever is newest today.
+COPY constraints.txt /tmp/constraints.txt
+RUN pip install -c /tmp/constraints.txt "$(ls /wheels/jobs-*.whl)[cache]" && rm -rf /wheels /tmp/constraints.txt \
     && useradd --system --uid 10001 --create-home --home-dir /home/jobs jobs
 USER jobs
 WORKDIR /home/jobs

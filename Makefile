@@ -6,19 +6,24 @@ STAMP  := $(VENV)/.installed-stamp
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format migrate worker status bench bench-quick up up-worker down restart logs clean
+# constraints.txt pins every installed version (the image and CI install from it).
+.PHONY: constraints help install demo test lint format migrate worker status bench bench-quick up up-worker down restart logs clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "jobs needs Python 3.11 or newer, $(PYTHON) is " + sys.version.split()[0])'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade 'pip>=25.1'
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[cache]' --group dev
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[cache]' --group dev
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install jobs with its dev tools
+
+constraints: install ## Regenerate constraints.txt from the working .venv (after a tested upgrade)
+	@{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable --disable-pip-version-check | grep -v '^jobs=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 demo: install ## Run the whole flow: embedded Postgres, migrations, local SMTP sink, worker
 	$(BIN)/jobs demo

@@ -8,16 +8,28 @@ app loads its tasks (when a worker starts), not when a module is imported.
 
 from __future__ import annotations
 
-from procrastinate import App, PsycopgConnector
-from procrastinate.middleware import WorkerMiddleware
+import asyncio
+import logging
+from typing import Unpack
 
-from jobs.db import database_url
+from procrastinate import App, PsycopgConnector
+from procrastinate.app import WorkerOptions
+from procrastinate.exceptions import ConnectorException
+from procrastinate.middleware import WorkerMiddleware
+from procrastinate.worker import Worker
+
+from jobs.db import async_session_factory, database_url, describe_server
+from jobs.db.queue_sql import RETRY_WORKER_JOBS
+from jobs.mail.journal import close_journal
 from jobs.mail.pool import close_pool
 from jobs.ops.metrics import observe_job
 from jobs.results.middleware import record_outcome
 from jobs.settings import Settings, get_settings
 from jobs.tasks import PROMOTION_TASK, QUEUES
+from jobs.worker.outage import OutageWorker, wait_for_database
 from jobs.worker.timeout import timeout_middleware
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["QUEUES", "app", "make_connector"]
 
@@ -42,6 +54,7 @@ class Connector(PsycopgConnector):
 
     async def close_async(self) -> None:
         try:
+            await close_journal()  # accepted messages not yet written: write them first
             await close_pool()
         finally:
             await super().close_async()
@@ -52,8 +65,17 @@ def make_connector(conninfo: str | None = None) -> PsycopgConnector:
     return Connector(conninfo=conninfo or _conninfo, min_size=1, max_size=10)
 
 
+JOURNAL_WAIT = 30.0  # seconds, after an outage, for the journal before jobs are re-queued
+
+
 class JobsApp(App):
-    """procrastinate's `App`, whose schedule comes from the settings when its tasks load."""
+    """procrastinate's `App`, whose schedule comes from the settings when its tasks load,
+    and whose long-running workers ride out database outages (`jobs.worker.outage`).
+
+    Both ``jobs worker`` and ``procrastinate --app=jobs.app.app worker`` come here.
+    """
+
+    _last_worker: OutageWorker | None = None
 
     def perform_import_paths(self) -> None:
         first = not self._import_paths_performed
@@ -61,10 +83,74 @@ class JobsApp(App):
         if first:
             schedule(self, get_settings())
 
+    def _worker(self, **kwargs: Unpack[WorkerOptions]) -> Worker:
+        options: WorkerOptions = {**self.worker_defaults, **kwargs}
+        worker = OutageWorker(app=self, **options)
+        self._last_worker = worker
+        return worker
+
+    async def run_worker_async(self, **kwargs: Unpack[WorkerOptions]) -> None:
+        """procrastinate's worker; with ``wait`` (a long-running worker) it first checks the
+        schema, and when the database goes away it waits for it (WORKER_DB_OUTAGE_LIMIT)
+        and starts again in this process."""
+        if not kwargs.get("wait", True):  # draining: no outage handling
+            await super().run_worker_async(**kwargs)
+            return
+        from jobs.db.migrations import check_schema  # alembic: worker side only
+
+        self.perform_import_paths()
+        settings = get_settings()
+        url = database_url(settings)
+        await asyncio.to_thread(check_schema, url)
+        while True:
+            lost: BaseException | None
+            try:
+                await super().run_worker_async(**kwargs)
+                lost = self._last_worker.lost if self._last_worker else None
+            except ConnectorException as exc:
+                lost = exc
+            if lost is None:
+                return  # asked to stop
+            await wait_for_database(
+                self._database_answers,
+                lost=lost,
+                server=describe_server(url),
+                limit=settings.WORKER_DB_OUTAGE_LIMIT,
+            )
+            await self._after_outage(url)
+
+    async def _database_answers(self) -> None:
+        pool = self.connector.pool  # type: ignore[attr-defined]  # a PsycopgConnector
+        await pool.check()  # replaces the pool's connections that died with the server
+        await self.connector.execute_query_one_async("SELECT 1 AS one")
+
+    async def _after_outage(self, url: str) -> None:
+        """Write the acceptances kept in memory, then re-queue the jobs the lost worker was
+        running (their status could not be saved) and forget that worker."""
+        from jobs.mail.journal import current_journal
+
+        journal = current_journal()
+        if journal is not None and not await journal.flush(JOURNAL_WAIT):
+            logger.warning("accepted messages are still not journaled; retries will check again")
+        worker = self._last_worker
+        if worker is None or worker.worker_id is None:
+            return
+        async with async_session_factory(url)() as session, session.begin():
+            await session.execute(RETRY_WORKER_JOBS, {"worker_id": worker.worker_id})
+        await self.job_manager.unregister_worker(worker.worker_id)
+        worker.worker_id = None
+
 
 def schedule(app: App, settings: Settings) -> None:
-    """Register the periodic promotion (PROMOTION_CRON, UTC) unless it is disabled."""
+    """Register the periodic promotion (PROMOTION_CRON, UTC) unless it is disabled.
+
+    A worker that schedules promotions must be able to sign their unsubscribe links:
+    without SECRET_KEY (and a configured database) it refuses to start.
+    """
     if settings.PROMOTION_SCHEDULE_ENABLED:
+        from jobs.promotions.promote import promotion_config
+
+        promotion_config(settings)  # ConfigError, naming SECRET_KEY
         task = app.tasks[PROMOTION_TASK]
         app.periodic(cron=settings.PROMOTION_CRON, periodic_id=PROMOTION_PERIODIC_ID)(task)
 

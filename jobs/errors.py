@@ -73,3 +73,9 @@ class ResultNotSerializable(JobsError, ValueError):
 # Operations
 class JobStateError(JobsError):
     """No such job, or it is not in a state that allows the operation (operations)."""
+
+
+# Faults and validation
+class SchemaNotReady(JobsError):
+    """The database is not migrated to this installation's schema (run `jobs migrate`), or
+    the installed procrastinate is not the version whose schema the migrations ship."""

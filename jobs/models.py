@@ -253,3 +253,26 @@ class JobRecovery(Base):
 
     def __repr__(self) -> str:
         return f"JobRecovery(job_id={self.job_id!r}, recoveries={self.recoveries!r})"
+
+
+# Faults ----------------------------------------------------------
+
+
+class AcceptedEmail(Base):
+    """A message the SMTP server accepted whose ledger row may not say ``sent`` yet.
+
+    Written at once by the worker's journal (`jobs.mail.journal`), outside the delivery
+    job's transaction: if that transaction is lost (killed worker, database restart), a
+    retry finds the acceptance here and records it instead of sending the message again.
+    No foreign key: the insert must not wait for the ledger row the job holds locked.
+    """
+
+    __tablename__ = "email_accepted"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    message_id: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    def __repr__(self) -> str:
+        return f"AcceptedEmail(id={self.id!r}, message_id={self.message_id!r})"

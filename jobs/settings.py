@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     JOB_RETENTION_DAYS: Annotated[int, Field(ge=1)] = 7
     LEDGER_CONTEXT_DAYS: Annotated[int, Field(ge=0)] = 30  # 0 keeps contexts forever
 
+    # Faults: a worker waits this long for a lost database before it exits (non-zero).
+    WORKER_DB_OUTAGE_LIMIT: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+
     @field_validator("DATABASE_URL")
     @classmethod
     def _database_url_scheme(cls, value: SecretStr | None) -> SecretStr | None:

@@ -87,6 +87,14 @@ SELECT j.id, j.task_name, j.args
 # Puts a `doing` job back to todo, due now (one more attempt counted).
 RETRY_JOB_NOW = text("SELECT procrastinate_retry_job_v2(:job_id, now(), NULL, NULL, NULL)")
 
+# After a database outage: the jobs a worker was running when it lost the server
+# (their status could not be saved) go back to todo, due now (one attempt counted).
+RETRY_WORKER_JOBS = text("""
+SELECT procrastinate_retry_job_v2(id, now(), NULL, NULL, NULL)
+  FROM procrastinate_jobs
+ WHERE worker_id = :worker_id AND status = 'doing'
+""")
+
 # Marks a `doing` (or todo) job failed, keeping its row.
 FAIL_JOB = text("SELECT procrastinate_finish_job_v1(:job_id, 'failed', false)")
 

@@ -2,8 +2,11 @@
 
 A batch is: lock the next pending rows (`jobs.mail.ledger.lock_batch`), send them
 concurrently over the worker's SMTP pool within the global rate limit, record
-every outcome in one UPDATE. The caller commits after each batch, so a crash
-can duplicate at most the messages of one batch, never a whole chunk.
+every outcome in one UPDATE. The caller commits after each batch. Every
+acceptance also goes at once to the process's journal (`jobs.mail.journal`),
+outside that transaction: a row the server accepted before is recorded
+``sent`` when a batch locks it again (after a crash or a lost connection),
+never sent twice.
 
 - accepted → ``sent``; a 5xx, a bad address or a template error → ``failed``
   with the reason, and the batch goes on; a user deactivated since → ``suppressed``;
@@ -25,8 +28,9 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.errors import JobsError, describe
-from jobs.mail import ledger, smtp
+from jobs.mail import journal, ledger, smtp
 from jobs.mail.config import MailConfig
+from jobs.mail.journal import Accepted, Journal
 from jobs.mail.ledger import Outcome, Pending
 from jobs.mail.message import Outgoing, build_wire, message_id_for
 from jobs.mail.pool import SmtpPool
@@ -37,7 +41,7 @@ from jobs.ops import metrics
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 50  # rows per transaction: the most a crash can duplicate
+BATCH_SIZE = 50  # rows per transaction (acceptances are journaled at once, see above)
 
 
 def batch_size(rate: float | None) -> int:
@@ -55,6 +59,7 @@ class Delivery:
     final_attempt: bool
     interrupted: Callable[[], str] = lambda: "delivery interrupted"
     batch_size: int = BATCH_SIZE
+    journal: Journal | None = None  # None: acceptances are only recorded with the batch
 
 
 @dataclass
@@ -154,6 +159,10 @@ async def send_all(
             outcome.status = EmailStatus.SENT
             outcome.message_id = message.message_id
             outcome.sent_at = datetime.now(UTC)
+            if run.journal is not None:
+                run.journal.add(
+                    Accepted(row.id, message.message_id, outcome.subject, outcome.sent_at)
+                )
 
     async with asyncio.TaskGroup() as group:
         for _ in range(min(run.pool.max_size, len(rows))):
@@ -175,14 +184,30 @@ async def deliver_batch(
     report.done = len(rows) < run.batch_size
     if rows:
         report.after = rows[-1].id
+    before = await journal.accepted(session, run.journal, [row.id for row in rows])
     outcomes = {
         row.id: Outcome(row.id, EmailStatus.SUPPRESSED, error=row.suppress)
         for row in rows
-        if row.suppress
+        if row.suppress and row.id not in before
     }
+    for accepted in before.values():  # accepted by the server before: record, never resend
+        outcomes[accepted.id] = Outcome(
+            accepted.id,
+            EmailStatus.SENT,
+            message_id=accepted.message_id,
+            subject=accepted.subject,
+            sent_at=accepted.sent_at,
+        )
+        logger.info(
+            "email %s was accepted before (%s): recorded as sent, not sent again",
+            accepted.id,
+            accepted.message_id,
+        )
     reason: str | None = None
     try:
-        error, deferred = await send_all([row for row in rows if not row.suppress], outcomes, run)
+        error, deferred = await send_all(
+            [row for row in rows if row.id not in outcomes], outcomes, run
+        )
         report.deferred = report.deferred or deferred
     except asyncio.CancelledError as exc:  # recorded below, then re-raised by the caller
         error, reason = exc, run.interrupted()
@@ -199,6 +224,7 @@ async def deliver_batch(
             "delivery stopped, %s: %s", "giving up" if run.final_attempt else "will retry", reason
         )
     await ledger.record(session, outcomes.values())
+    await journal.settle(session, [o.id for o in outcomes.values() if o.status == EmailStatus.SENT])
     counts = Counter(outcome.status for outcome in outcomes.values())
     report.sent += counts[EmailStatus.SENT]
     report.failed += counts[EmailStatus.FAILED]

@@ -183,9 +183,26 @@ async def record(session: AsyncSession, outcomes: Iterable[Outcome]) -> None:
     )
 
 
+# Rows among :ids that the server accepted (the journal says so) but that are
+# still pending become `sent`; rows a running job holds are skipped.
+SETTLE_ACCEPTED = text(
+    """
+    UPDATE email_messages AS m SET
+        status = 'sent', message_id = a.message_id, subject = coalesce(a.subject, m.subject),
+        sent_at = a.sent_at, last_error = NULL, failure_kind = NULL
+    FROM email_accepted AS a
+    WHERE a.id = m.id
+      AND m.id IN (SELECT id FROM email_messages
+                    WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'pending'
+                    FOR UPDATE SKIP LOCKED)
+    """
+)
+
+
 def fail_pending_statement(ids: Sequence[int], kind: FailureKind, reason: str) -> Update:
     """Mark every still-pending row among ``ids`` failed (``kind``, ``reason``); rows
-    that a running job holds are skipped (that job records them itself)."""
+    that a running job holds are skipped (that job records them itself). Execute
+    `SETTLE_ACCEPTED` first in the same transaction, so accepted rows become sent."""
     held = (
         select(EmailMessage.id)
         .where(EmailMessage.id.in_(list(ids)), EmailMessage.status == EmailStatus.PENDING)
@@ -203,7 +220,8 @@ def fail_pending_statement(ids: Sequence[int], kind: FailureKind, reason: str) -
 async def fail_pending(
     session: AsyncSession, ids: Sequence[int], kind: FailureKind, reason: str
 ) -> int:
-    """`fail_pending_statement`, executed; how many rows it failed."""
+    """`fail_pending_statement`, executed after `SETTLE_ACCEPTED`; how many rows it failed."""
+    await session.execute(SETTLE_ACCEPTED, {"ids": list(ids)})
     result = await session.execute(fail_pending_statement(ids, kind, reason))
     return int(result.rowcount)  # type: ignore[attr-defined]  # a CursorResult
 

@@ -47,6 +47,7 @@ async def _give_up(
     await session.execute(FAIL_JOB, {"job_id": job_id})
     ids = ledger.message_ids(task, args)
     if ids:
+        await session.execute(ledger.SETTLE_ACCEPTED, {"ids": ids})
         await session.execute(ledger.fail_pending_statement(ids, FailureKind.WORKER_DIED, reason))
     metrics.STALLED_JOBS.labels("failed").inc()
     logger.error("job %s (%s) failed: %s", job_id, task, reason)

@@ -93,6 +93,7 @@ def cancel(session: Session, job_id: int) -> str:
         session.execute(CANCEL_JOB, {"job_id": job_id, "abort": False})
         ids = ledger.message_ids(task_name, args)
         if ids:
+            session.execute(ledger.SETTLE_ACCEPTED, {"ids": ids})
             session.execute(
                 ledger.fail_pending_statement(
                     ids, FailureKind.CANCELLED, ledger.CANCELLED.format(job_id=job_id)

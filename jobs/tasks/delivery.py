@@ -16,6 +16,7 @@ from jobs.errors import describe
 from jobs.mail import ledger
 from jobs.mail.config import MailConfig
 from jobs.mail.delivery import Delivery, Report, batch_size, deliver_batch
+from jobs.mail.journal import get_journal
 from jobs.mail.pool import get_pool
 from jobs.mail.ratelimit import RateLimiter
 from jobs.models import FailureKind
@@ -51,9 +52,13 @@ def _interrupted(context: JobContext, settings: Settings) -> str:
     return "delivery interrupted (worker stopped or job aborted)"
 
 
+JOURNAL_WAIT = 5.0  # seconds a job that ends for good waits for its acceptances to be written
+
+
 async def _give_up(url: str, message_ids: list[int], kind: FailureKind, reason: str) -> None:
     """Fail the still-pending rows of a job that ends now, in their own transaction,
-    so that no row stays pending with no job left to send it."""
+    so that no row stays pending with no job left to send it (accepted ones: sent)."""
+    await get_journal(url).flush(JOURNAL_WAIT)
     async with AsyncSession(async_engine(url)) as session, session.begin():
         await ledger.fail_pending(session, message_ids, kind, reason)
 
@@ -80,6 +85,7 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
             final_attempt=final,
             interrupted=lambda: _interrupted(context, settings),
             batch_size=batch_size(settings.MAIL_RATE_LIMIT),
+            journal=get_journal(url),
         )
         # One connection for the whole job, one transaction per batch.
         async with (
