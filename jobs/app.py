@@ -96,11 +96,11 @@ class JobsApp(App):
         if not kwargs.get("wait", True):  # draining: no outage handling
             await super().run_worker_async(**kwargs)
             return
-        from jobs.db.migrations import check_schema  # alembic: worker side only
+        from jobs.db.migrations import check_schema, usable_url  # alembic: worker side only
 
         self.perform_import_paths()
         settings = get_settings()
-        url = database_url(settings)
+        url = await asyncio.to_thread(usable_url, settings)
         await asyncio.to_thread(check_schema, url)
         while True:
             lost: BaseException | None

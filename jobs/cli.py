@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -29,19 +30,29 @@ def _configure_logging(verbose: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _url() -> str:
+def _url(*, migrated: bool = True) -> str:
+    """The database URL, reachable and (unless ``migrated`` is False) at this
+    installation's schema; the embedded database is migrated on first use."""
     from jobs.db import check_connection, database_url
+    from jobs.db.migrations import check_schema, usable_url
     from jobs.settings import get_settings
 
-    url = database_url(get_settings())
-    check_connection(url)
+    settings = get_settings()
+    if not migrated:
+        url = database_url(settings)
+        check_connection(url)
+        return url
+    if settings.database_url is not None:
+        check_connection(settings.database_url)
+    url = usable_url(settings)
+    check_schema(url)
     return url
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from jobs.db.migrations import migrate
 
-    before, after = migrate(_url())
+    before, after = migrate(_url(migrated=False))
     if before == after:
         print(f"database already at the latest revision ({after})")
     else:
@@ -187,6 +198,7 @@ def cmd_campaigns(args: argparse.Namespace) -> int:
     from jobs.db import session_factory
     from jobs.promotions.campaigns import add_campaign, list_campaigns, set_active
 
+    done = None
     with session_factory(_url())() as session, session.begin():
         if args.action == "add":
             add_campaign(
@@ -198,13 +210,19 @@ def cmd_campaigns(args: argparse.Namespace) -> int:
                 link_path=args.link,
                 active=not args.disabled,
             )
-            print(f"campaign {args.name!r} added")
+            done = f"campaign {args.name!r} added"
         elif args.action in ("enable", "disable"):
             set_active(session, args.name, args.action == "enable")
-            print(f"campaign {args.name!r} {args.action}d")
-        for c in list_campaigns(session):
-            state = "active  " if c.active else "disabled"
-            print(f"{c.name:<20} {state} {c.link_path:<20} {c.subject}")
+            done = f"campaign {args.name!r} {args.action}d"
+        lines = [
+            f"{c.name:<20} {'active  ' if c.active else 'disabled'} {c.link_path:<20} {c.subject}"
+            for c in list_campaigns(session)
+        ]
+    # Printed once committed: a closed stdout cannot undo the change.
+    if done is not None:
+        print(done)
+    for line in lines:
+        print(line)
     return 0
 
 
@@ -407,6 +425,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # stdout closed early (`jobs status | head`): every command prints after its
+        # commit, so the work is done; only the rest of the output is lost.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -140,6 +141,7 @@ class Settings(BaseSettings):
             return None
         if not value.get_secret_value().startswith(_PG_SCHEMES):
             raise ValueError("must start with " + ", ".join(_PG_SCHEMES))
+        _check_database_url(value.get_secret_value())
         return value
 
     @field_validator("SECRET_KEY")
@@ -190,6 +192,37 @@ class Settings(BaseSettings):
         raise AssertionError("validated above")  # pragma: no cover
 
 
+def mask_password(url: str, text: str | None = None) -> str:
+    """``text`` (default: ``url``) with the password of ``url`` replaced by ``***``."""
+    text = url if text is None else text
+    _, sep, rest = url.partition("://")
+    userinfo = rest[: rest.rfind("@")] if sep and "@" in rest else ""
+    secrets = [userinfo.partition(":")[2]] if ":" in userinfo else []
+    secrets += re.findall(r"password=([^&\s]*)", url)
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _check_database_url(url: str) -> None:
+    """libpq must be able to parse the URL: otherwise one line, password masked."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    libpq_url = "postgresql://" + url.partition("://")[2]
+    try:
+        params = conninfo_to_dict(libpq_url)
+    except Exception as exc:  # psycopg.ProgrammingError; its text quotes the URL
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(
+            f"is not a valid PostgreSQL URL ({mask_password(url)}): {mask_password(url, reason)}"
+        ) from None
+    for port in str(params.get("port") or "5432").split(","):
+        if not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(
+                f"is not a valid PostgreSQL URL ({mask_password(url)}): bad port {port!r}"
+            )
+
+
 def _describe(error: dict[str, Any]) -> str:
     loc = ".".join(str(part) for part in error["loc"]) or "settings"
     message = str(error["msg"]).removeprefix("Value error, ")
@@ -208,6 +241,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         lines = [_describe(dict(err)) for err in exc.errors()]
+        if len(lines) == 1:  # one problem, one line
+            raise ConfigError(f"invalid configuration: {lines[0]}") from None
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
 
 

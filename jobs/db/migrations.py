@@ -14,8 +14,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, exc, pool
 
-from jobs.db import describe_server, sqlalchemy_url
+from jobs.db import database_url, describe_server, sqlalchemy_url
 from jobs.errors import DatabaseUnreachable, SchemaNotReady
+from jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,15 @@ def check_schema(url: str) -> None:
     problem = schema_problem(current_revision(url))
     if problem is not None:
         raise SchemaNotReady(problem)
+
+
+def usable_url(settings: Settings) -> str:
+    """The database URL, ready to use: DATABASE_URL as configured, or the embedded
+    server's database, migrated on first use (a development setup needs no step)."""
+    url = database_url(settings)
+    if settings.database_url is None:
+        ensure_migrated(url)
+    return url
 
 
 @functools.cache
