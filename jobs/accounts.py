@@ -17,6 +17,7 @@ from jobs.errors import JobsError
 from jobs.mail.address import normalize_address
 from jobs.mail.enqueue import columns_of, job_params
 from jobs.mail.message import check_header
+from jobs.mail.storable import check_text
 from jobs.mail.templates import ensure_template, search_path
 from jobs.models import User
 from jobs.settings import get_settings
@@ -60,6 +61,7 @@ _REGISTER = select(User).from_statement(
 
 def _params(email: str, username: str) -> dict[str, Any]:
     """Validate before the database is touched; the statement's parameters."""
+    check_text("username", username)
     if not isinstance(username, str) or not username.strip():
         raise InvalidUsername("username is empty")
     check_header("username", username.strip())  # it lands in the welcome subject

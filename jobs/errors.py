@@ -79,3 +79,12 @@ class JobStateError(JobsError):
 class SchemaNotReady(JobsError):
     """The database is not migrated to this installation's schema (run `jobs migrate`), or
     the installed procrastinate is not the version whose schema the migrations ship."""
+
+
+class InvalidArgument(JobsError, ValueError):
+    """A value of the wrong type, or one PostgreSQL cannot store (NUL, a lone surrogate,
+    an id outside bigint); refused before any statement runs."""
+
+
+class UnknownUser(JobsError, ValueError):
+    """A ``user_id`` that names no user."""

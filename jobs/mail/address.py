@@ -26,7 +26,7 @@ def normalize_address(address: str) -> str:
 
     Syntax only: no DNS lookups, so enqueueing never waits on the network.
     """
-    return _validate(address).normalized
+    return _validate(_text(address)).normalized
 
 
 def wire_address(address: str) -> str:
@@ -34,5 +34,18 @@ def wire_address(address: str) -> str:
 
     A non-ASCII local part stays UTF-8 (only an SMTPUTF8 server takes it).
     """
-    result = _validate(address)
+    result = _validate(_text(address))
     return result.ascii_email or result.normalized
+
+
+def _text(address: object) -> str:
+    """A string that could be an address (checked before the cache: it must be hashable)."""
+    if not isinstance(address, str):
+        raise InvalidEmailAddress(f"an email address is a string, not {type(address).__name__}")
+    if "\x00" in address or len(address) > 1000:
+        raise InvalidEmailAddress("invalid email address: NUL character or too long")
+    try:
+        address.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidEmailAddress("invalid email address: not valid Unicode") from None
+    return address

@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from jobs.db.queue_sql import DEFER_NEW_MESSAGE
-from jobs.errors import InvalidContext
+from jobs.errors import InvalidArgument, InvalidContext, UnknownUser
 from jobs.mail.address import normalize_address
 from jobs.mail.message import check_header
+from jobs.mail.storable import check_context, check_id, check_text
 from jobs.mail.templates import ensure_template, search_path
 from jobs.models import Base, EmailMessage
 from jobs.settings import get_settings
@@ -85,8 +86,10 @@ _ENQUEUE = select(EmailMessage).from_statement(
         WITH message AS (
             INSERT INTO email_messages
                 (idempotency_key, kind, user_id, to_address, template, context, subject)
-            VALUES (:key, :kind, :user_id, :to_address, :template, CAST(:context AS jsonb),
-                    :subject)
+            SELECT :key, :kind, CAST(:user_id AS bigint), :to_address, :template,
+                   CAST(:context AS jsonb), :subject
+             WHERE CAST(:user_id AS bigint) IS NULL
+                OR EXISTS (SELECT 1 FROM users WHERE id = CAST(:user_id AS bigint))
             ON CONFLICT (idempotency_key) DO NOTHING
             RETURNING {columns_of(EmailMessage)}
         ), {DEFER_NEW_MESSAGE}
@@ -106,14 +109,23 @@ def _enqueue_params(
     kind: str | None,
     user_id: int | None,
 ) -> dict[str, Any]:
-    """Validate everything before the database is touched; the statement's parameters."""
+    """Validate everything before the database is touched; the statement's parameters.
+
+    A user_id that names no user inserts nothing (the statement cannot violate the
+    foreign key), and `_found` turns that into `UnknownUser`.
+    """
     address = normalize_address(to)
     ensure_template(template, search_path(get_settings().MAIL_TEMPLATE_DIR))
-    if subject is not None:
-        check_header("Subject", subject)
+    checked_subject = check_text("subject", subject, optional=True)
+    if checked_subject is not None:
+        check_header("Subject", checked_subject)
+    if check_text("idempotency_key", idempotency_key, optional=True) == "":
+        raise InvalidArgument("idempotency_key is empty")
+    check_text("kind", kind, optional=True)
+    check_id("user_id", user_id, optional=True)
     try:
-        context_json = json.dumps(dict(context))
-    except (TypeError, ValueError) as exc:
+        context_json = json.dumps(check_context(context), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidContext(f"email context must be JSON-serializable: {exc}") from None
     return {
         "key": idempotency_key or f"email:{uuid.uuid4()}",
@@ -129,6 +141,12 @@ def _enqueue_params(
 
 def _by_key(key: str) -> Select[EmailMessage]:
     return select(EmailMessage).where(EmailMessage.idempotency_key == key)
+
+
+def _found(message: EmailMessage | None, params: dict[str, Any]) -> EmailMessage:
+    if message is None:
+        raise UnknownUser(f"no user has id {params['user_id']}: nothing was enqueued")
+    return message
 
 
 def enqueue_email(
@@ -158,7 +176,7 @@ def enqueue_email(
         user_id=user_id,
     )
     message: EmailMessage | None = session.scalars(_ENQUEUE, params).one_or_none()
-    return message or session.scalars(_by_key(params["key"])).one()
+    return message or _found(session.scalars(_by_key(params["key"])).one_or_none(), params)
 
 
 async def enqueue_email_async(
@@ -183,4 +201,6 @@ async def enqueue_email_async(
         user_id=user_id,
     )
     message: EmailMessage | None = (await session.scalars(_ENQUEUE, params)).one_or_none()
-    return message or (await session.scalars(_by_key(params["key"]))).one()
+    if message is not None:
+        return message
+    return _found((await session.scalars(_by_key(params["key"]))).one_or_none(), params)
