@@ -28,6 +28,8 @@ def _configure_logging(verbose: bool) -> None:
     if not verbose:
         for noisy in ("procrastinate", "alembic", "pgserver", "mail.log"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # One warning per database outage comes from jobs itself, not one per attempt.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 def _url(*, migrated: bool = True) -> str:

@@ -98,7 +98,7 @@ def token_user_id(token: object) -> int:
         else None
     )
     if match is None or int(match[1]) > BIGINT_MAX:
-        raise InvalidUnsubscribeToken("malformed unsubscribe token")
+        raise InvalidUnsubscribeToken("invalid unsubscribe token: malformed")
     return int(match[1])
 
 

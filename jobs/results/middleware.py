@@ -121,5 +121,6 @@ async def _record_failure(job: Job, exc: Exception) -> None:
     )
     try:
         await _execute(statement)
-    except Exception:  # the task's own error matters more: log this one, raise that one
-        logger.warning("could not record the failure of job %s", job.id, exc_info=True)
+    except Exception as error:  # the task's own error matters more: log this one, raise that one
+        # One line: during a database outage every running job comes here.
+        logger.warning("could not record the failure of job %s: %s", job.id, describe(error, 200))

@@ -43,6 +43,11 @@ class OutageWorker(Worker):
                 self.stop()  # type: ignore[no-untyped-call]  # untyped upstream
                 return
 
+    # procrastinate logs every failed side task again at shutdown: not the one noted above.
+    async def _shutdown(self, side_tasks: list[asyncio.Task[Any]]) -> None:
+        noted = [t for t in side_tasks if t.done() and not t.cancelled() and t.exception()]
+        await super()._shutdown([t for t in side_tasks if t not in noted])
+
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (or of its cause's), or its type."""

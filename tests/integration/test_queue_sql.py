@@ -170,6 +170,7 @@ PLAN_PARAMS: dict[str, dict[str, Any]] = {
     "WORKERS": {},
     "STALLED_JOBS": {"stalled_after": 60.0},
     "RETRY_JOB_NOW": {"job_id": 1},
+    "RETRY_WORKER_JOBS": {"worker_id": 1},
     "FAIL_JOB": {"job_id": 1},
     "FAILED_JOBS": {"queue": None, "task": "t", "since": timedelta(hours=1)},
     "REQUEUE_FAILED_JOB": {"job_id": 1},
@@ -269,6 +270,14 @@ def test_a_job_through_every_named_query(database_url: str) -> None:
         job = _job(session, job_id)
         assert (job["status"], job["attempts"]) == ("todo", 1)
         assert job["scheduled_at"] is not None
+
+        # its worker lost the database: its `doing` jobs go back to todo, due now
+        _start(session, job_id, worker_id)
+        session.execute(queue_sql.RETRY_WORKER_JOBS, {"worker_id": worker_id + 1})
+        assert _job(session, job_id)["status"] == "doing"
+        session.execute(queue_sql.RETRY_WORKER_JOBS, {"worker_id": worker_id})
+        job = _job(session, job_id)
+        assert (job["status"], job["attempts"]) == ("todo", 2)
 
         _start(session, job_id, worker_id)
         session.execute(queue_sql.FAIL_JOB, {"job_id": job_id})
