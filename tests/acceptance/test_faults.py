@@ -17,8 +17,9 @@ import pytest
 from jobs.db.migrations import migrate
 from jobs.dev.sink import Sink
 from tests.acceptance.test_recovery import STALLED_JOBS, _run_maintenance
-from tests.conftest import count, faults, queue_chunk, set_env
+from tests.conftest import count, queue_chunk, set_env
 from tests.pg_cluster import Cluster, cluster
+from tests.smtp import FaultyHandler
 from tests.workers import get, http_port, spawn, wait_until
 
 CHUNK = 50
@@ -90,22 +91,24 @@ def test_workers_ride_out_a_postgresql_restart_without_duplicates(
 
 
 def test_smtp_server_down_for_20_seconds_every_email_sent_once(
-    database_url: str, smtp: Sink, tmp_path: Path
+    database_url: str, tmp_path: Path, env: Callable[..., None]
 ) -> None:
     total = 400
     queue(database_url, total)
+    handler = FaultyHandler()
+    smtp = Sink(handler).start()
+    env(MAIL_SERVER=smtp.host, MAIL_PORT=str(smtp.port))
     worker = spawn("worker", log=tmp_path / "w.log", env={"MAIL_RETRY_MAX_DELAY": "2"})
     try:
         wait_until(lambda: len(smtp.messages) >= 50, "delivery to be under way")
         smtp.stop()
         stopped = time.monotonic()
         wait_until(lambda: time.monotonic() - stopped >= 20, "20 s without an SMTP server", 30)
-        with Sink(faults(smtp), port=smtp.port):
+        with Sink(handler, port=smtp.port):
             wait_until(lambda: count(database_url, PENDING) == 0, "every email sent", 120)
             assert worker.poll() is None
     finally:
         stop(worker)
-        smtp.start()  # the fixture stops it again
     ids = message_ids(smtp)
     assert len(ids) == total
     assert sum(ids.values()) == total
