@@ -19,7 +19,8 @@ from procrastinate.middleware import WorkerMiddleware
 from procrastinate.worker import Worker
 
 from jobs.db import async_session_factory, database_url, describe_server
-from jobs.db.queue_sql import RETRY_WORKER_JOBS
+from jobs.db.queue_sql import RETRY_UNSAVED_JOBS
+from jobs.errors import DatabaseUnreachable
 from jobs.mail.journal import close_journal
 from jobs.mail.pool import close_pool
 from jobs.ops.metrics import observe_job
@@ -101,13 +102,14 @@ class JobsApp(App):
         self.perform_import_paths()
         settings = get_settings()
         url = await asyncio.to_thread(usable_url, settings)
-        await asyncio.to_thread(check_schema, url)
         while True:
             lost: BaseException | None
             try:
+                # At every (re)start: a database restored or failed over may be behind.
+                await asyncio.to_thread(check_schema, url)
                 await super().run_worker_async(**kwargs)
                 lost = self._last_worker.lost if self._last_worker else None
-            except ConnectorException as exc:
+            except (ConnectorException, DatabaseUnreachable) as exc:
                 lost = exc
             if lost is None:
                 return  # asked to stop
@@ -133,12 +135,17 @@ class JobsApp(App):
         if journal is not None and not await journal.flush(JOURNAL_WAIT):
             logger.warning("accepted messages are still not journaled; retries will check again")
         worker = self._last_worker
-        if worker is None or worker.worker_id is None:
+        if worker is None:
             return
-        async with async_session_factory(url)() as session, session.begin():
-            await session.execute(RETRY_WORKER_JOBS, {"worker_id": worker.worker_id})
-        await self.job_manager.unregister_worker(worker.worker_id)
-        worker.worker_id = None
+        if worker.unsaved:
+            params = {"job_ids": sorted(worker.unsaved), "worker_id": worker.worker_id}
+            async with async_session_factory(url)() as session, session.begin():
+                await session.execute(RETRY_UNSAVED_JOBS, params)
+            logger.info("re-queued the job(s) whose status was lost: %s", sorted(worker.unsaved))
+            worker.unsaved.clear()
+        if worker.worker_id is not None:
+            await self.job_manager.unregister_worker(worker.worker_id)
+            worker.worker_id = None
 
 
 def schedule(app: App, settings: Settings) -> None:

@@ -87,12 +87,13 @@ SELECT j.id, j.task_name, j.args
 # Puts a `doing` job back to todo, due now (one more attempt counted).
 RETRY_JOB_NOW = text("SELECT procrastinate_retry_job_v2(:job_id, now(), NULL, NULL, NULL)")
 
-# After a database outage: the jobs a worker was running when it lost the server
-# (their status could not be saved) go back to todo, due now (one attempt counted).
-RETRY_WORKER_JOBS = text("""
+# After a database outage: the jobs a worker ran whose status it could not save go
+# back to todo, due now (one attempt counted), unless another worker has them now.
+RETRY_UNSAVED_JOBS = text("""
 SELECT procrastinate_retry_job_v2(id, now(), NULL, NULL, NULL)
   FROM procrastinate_jobs
- WHERE worker_id = :worker_id AND status = 'doing'
+ WHERE id = ANY(CAST(:job_ids AS bigint[])) AND status = 'doing'
+   AND (worker_id IS NULL OR worker_id = :worker_id)
 """)
 
 # Marks a `doing` (or todo) job failed, keeping its row.

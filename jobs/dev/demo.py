@@ -43,9 +43,11 @@ DEMO_DATABASE = "jobs_demo"
 
 
 def _point_at(url: str, sink: Sink) -> None:
-    """Task bodies read settings themselves: the demo database, mail to the sink."""
+    """Task bodies read settings themselves: the demo database, mail to the sink, and no
+    scheduled promotion (its worker only drains what the demo queued)."""
     os.environ.update(
         DATABASE_URL=url,
+        PROMOTION_SCHEDULE_ENABLED="false",
         MAIL_SERVER=sink.host,
         MAIL_PORT=str(sink.port),
         MAIL_USERNAME="",

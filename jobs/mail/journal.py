@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
-from sqlalchemy import ARRAY, BigInteger, bindparam, delete, select
+from sqlalchemy import ARRAY, BigInteger, bindparam, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.models import AcceptedEmail
@@ -194,6 +194,21 @@ async def settle(session: AsyncSession, ids: Sequence[int]) -> None:
             .where(AcceptedEmail.id.in_(list(ids)))
             .execution_options(synchronize_session=False)
         )
+
+
+_PRUNE = text(
+    """
+    DELETE FROM email_accepted AS a
+     WHERE NOT EXISTS (SELECT 1 FROM email_messages m WHERE m.id = a.id AND m.status = 'pending')
+    """
+)
+
+
+async def prune_settled(session: AsyncSession) -> int:
+    """Drop entries whose ledger row no longer waits (a write that raced its batch's
+    commit leaves one behind; it is inert, this keeps the table small)."""
+    result = await session.execute(_PRUNE)
+    return int(result.rowcount)  # type: ignore[attr-defined]  # a CursorResult
 
 
 _journal: Journal | None = None

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.db.queue_sql import DELETE_FINISHED_JOBS
+from jobs.mail.journal import prune_settled
 from jobs.results.store import prune_results
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,9 @@ async def prune(
             break
     async with sessions() as session, session.begin():  # results go with their jobs
         results = await prune_results(session, before=jobs_before)
+        settled = await prune_settled(session)
+    if settled:
+        logger.info("retention: dropped %d settled journal entries", settled)
     while contexts_before is not None:
         async with sessions() as session, session.begin():
             n = await drop_contexts_batch(session, cutoff=contexts_before, batch_size=batch_size)

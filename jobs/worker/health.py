@@ -10,6 +10,8 @@ import asyncio
 import concurrent.futures
 from collections.abc import Awaitable, Callable
 
+from jobs.worker.outage import first_line
+
 DEFAULT_TIMEOUT = 5.0
 
 
@@ -44,8 +46,7 @@ class LoopProbe:
         except TimeoutError:
             return False, f"the database did not answer within {self._timeout:g}s"
         except Exception as exc:
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            return False, f"database: {first_line}"
+            return False, f"database: {first_line(exc)}"
         if not ready:
             return False, "database: procrastinate's tables are missing (run `jobs migrate`)"
         return True, "ok"

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from procrastinate.job_context import JobContext
 from procrastinate.worker import Worker
 
 from jobs.errors import DatabaseUnreachable
@@ -29,9 +30,21 @@ CHECK_TIMEOUT = 5.0
 
 
 class OutageWorker(Worker):
-    """procrastinate's worker; a failed side task stops it and is kept in ``lost``."""
+    """procrastinate's worker; a failed side task stops it and is kept in ``lost``, and
+    ``unsaved`` holds the jobs it ran whose outcome it could not save (database gone)."""
 
     lost: BaseException | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unsaved: set[int] = set()
+
+    async def _process_job(self, context: JobContext) -> None:
+        job_id = context.job.id
+        assert job_id is not None
+        self.unsaved.add(job_id)
+        await super()._process_job(context)
+        self.unsaved.discard(job_id)  # its status is saved (it raised otherwise)
 
     # Replaces procrastinate's monitor, which logs the failure as an error with a
     # traceback: here it is an expected outage, reported once by the app.
@@ -79,6 +92,8 @@ async def wait_for_database(
         try:
             async with asyncio.timeout(CHECK_TIMEOUT):
                 await answers()
+        except TimeoutError:
+            lost = TimeoutError(f"no answer within {CHECK_TIMEOUT:g}s")
         except Exception as exc:
             lost = exc
         else:

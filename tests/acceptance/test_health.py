@@ -17,7 +17,14 @@ def test_healthz_goes_503_when_the_database_goes_away(
     server_url: str, database_url: str, tmp_path: Path
 ) -> None:
     port = http_port()
-    worker = spawn("worker", "--queues", "email", log=tmp_path / "w.log", http_port=port)
+    worker = spawn(
+        "worker",
+        "--queues",
+        "email",
+        log=tmp_path / "w.log",
+        http_port=port,
+        env={"WORKER_DB_OUTAGE_LIMIT": "3"},
+    )
     url = f"http://127.0.0.1:{port}/healthz"
     seen: list[tuple[int, str]] = []
 
@@ -35,7 +42,7 @@ def test_healthz_goes_503_when_the_database_goes_away(
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         wait_until(lambda: answered(503), "/healthz to report the lost database")
-        # Then the worker gives up (its pool times out) with one line, not a traceback.
+        # It waits WORKER_DB_OUTAGE_LIMIT for the database, then gives up with one line.
         assert worker.wait(timeout=120) == 2
     finally:
         worker.kill()
@@ -43,7 +50,8 @@ def test_healthz_goes_503_when_the_database_goes_away(
     assert seen[-1][1].startswith(("database", "the database")), seen[-1]
     errors = [ln for ln in (tmp_path / "w.log").read_text().splitlines() if "jobs: error" in ln]
     assert errors, "no one-line error"
-    assert errors[-1].startswith("jobs: error: the worker lost PostgreSQL at ")
+    assert errors[-1].startswith("jobs: error: no PostgreSQL at ")
+    assert "(WORKER_DB_OUTAGE_LIMIT)" in errors[-1]
 
 
 def test_healthcheck_command_asks_the_local_worker(

@@ -170,7 +170,7 @@ PLAN_PARAMS: dict[str, dict[str, Any]] = {
     "WORKERS": {},
     "STALLED_JOBS": {"stalled_after": 60.0},
     "RETRY_JOB_NOW": {"job_id": 1},
-    "RETRY_WORKER_JOBS": {"worker_id": 1},
+    "RETRY_UNSAVED_JOBS": {"job_ids": [1], "worker_id": 1},
     "FAIL_JOB": {"job_id": 1},
     "FAILED_JOBS": {"queue": None, "task": "t", "since": timedelta(hours=1)},
     "REQUEUE_FAILED_JOB": {"job_id": 1},
@@ -271,11 +271,13 @@ def test_a_job_through_every_named_query(database_url: str) -> None:
         assert (job["status"], job["attempts"]) == ("todo", 1)
         assert job["scheduled_at"] is not None
 
-        # its worker lost the database: its `doing` jobs go back to todo, due now
+        # its worker lost the database: the jobs it could not save go back to todo,
+        # unless another worker runs them now
         _start(session, job_id, worker_id)
-        session.execute(queue_sql.RETRY_WORKER_JOBS, {"worker_id": worker_id + 1})
+        unsaved = {"job_ids": [job_id], "worker_id": worker_id + 1}
+        session.execute(queue_sql.RETRY_UNSAVED_JOBS, unsaved)
         assert _job(session, job_id)["status"] == "doing"
-        session.execute(queue_sql.RETRY_WORKER_JOBS, {"worker_id": worker_id})
+        session.execute(queue_sql.RETRY_UNSAVED_JOBS, {**unsaved, "worker_id": worker_id})
         job = _job(session, job_id)
         assert (job["status"], job["attempts"]) == ("todo", 2)
 
