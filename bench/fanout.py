@@ -21,7 +21,7 @@ from bench.stats import median
 CHUNK = 500
 
 RESET = (
-    "TRUNCATE email_messages, promotion_runs, job_results, procrastinate_events,"
+    "TRUNCATE email_messages, email_accepted, promotion_runs, job_results, procrastinate_events,"
     " procrastinate_periodic_defers, procrastinate_jobs RESTART IDENTITY CASCADE"
 )
 

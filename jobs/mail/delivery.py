@@ -42,6 +42,7 @@ from jobs.ops import metrics
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 50  # rows per transaction (acceptances are journaled at once, see above)
+JOURNAL_PATIENCE = 2.0  # seconds a batch waits for its acceptances to be journaled
 
 
 def batch_size(rate: float | None) -> int:
@@ -223,8 +224,12 @@ async def deliver_batch(
         logger.info(
             "delivery stopped, %s: %s", "giving up" if run.final_attempt else "will retry", reason
         )
+    sent = [o.id for o in outcomes.values() if o.status == EmailStatus.SENT]
+    if run.journal is not None and sent:
+        # The entries are written before this transaction deletes them: none is left behind.
+        await run.journal.written(sent, JOURNAL_PATIENCE)
     await ledger.record(session, outcomes.values())
-    await journal.settle(session, [o.id for o in outcomes.values() if o.status == EmailStatus.SENT])
+    await journal.settle(session, sent)
     counts = Counter(outcome.status for outcome in outcomes.values())
     report.sent += counts[EmailStatus.SENT]
     report.failed += counts[EmailStatus.FAILED]

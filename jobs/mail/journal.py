@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -69,7 +69,7 @@ class Journal:
         self.loop = asyncio.get_running_loop()
         self._unwritten: dict[int, Accepted] = {}
         self._wake = asyncio.Event()
-        self._written = asyncio.Event()
+        self._changed = asyncio.Condition()  # notified after every write attempt
         self._connection: psycopg.AsyncConnection | None = None
         self._writer: asyncio.Task[None] | None = None
         self.failing = False  # the last write failed (the database is away)
@@ -91,11 +91,19 @@ class Journal:
 
     async def flush(self, patience: float) -> bool:
         """Wait until every acceptance is written (True) or ``patience`` seconds pass (False)."""
+        return await self._wait(lambda: not self._unwritten, patience)
+
+    async def written(self, ids: Sequence[int], patience: float) -> bool:
+        """Wait until the acceptances among ``ids`` are written, the writer fails (the
+        database is away) or ``patience`` seconds pass; True if they are written."""
+        wanted = set(ids)
+        await self._wait(lambda: self.failing or not wanted & self._unwritten.keys(), patience)
+        return not wanted & self._unwritten.keys()
+
+    async def _wait(self, done: Callable[[], bool], patience: float) -> bool:
         try:
-            async with asyncio.timeout(patience):
-                while self._unwritten:
-                    self._written.clear()
-                    await self._written.wait()
+            async with asyncio.timeout(patience), self._changed:
+                await self._changed.wait_for(done)
         except TimeoutError:
             return False
         return True
@@ -133,6 +141,8 @@ class Journal:
                             (str(exc).strip().splitlines() or [type(exc).__name__])[0],
                         )
                     self.failing = True
+                    async with self._changed:
+                        self._changed.notify_all()
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, MAX_RETRY)
                     continue
@@ -142,7 +152,8 @@ class Journal:
                 for accepted in group:
                     if self._unwritten.get(accepted.id) is accepted:
                         del self._unwritten[accepted.id]
-                self._written.set()
+                async with self._changed:
+                    self._changed.notify_all()
 
     async def _write(self, group: Sequence[Accepted]) -> None:
         if self._connection is None or self._connection.closed:
