@@ -214,6 +214,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     url = _url()
+    if args.resume is not None or args.cancel is not None:
+        return asyncio.run(_resume_or_cancel(url, args.resume, args.cancel))
     period = latest_tick(settings.PROMOTION_CRON, datetime.now(UTC))
     print(
         f"period {period.isoformat()} (latest tick of PROMOTION_CRON {settings.PROMOTION_CRON!r})"
@@ -247,6 +249,26 @@ async def _promote(url: str, period: datetime, campaign: str | None, dry_run: bo
         await dispose_engines()
     for summary in summaries:
         print(f"{summary.campaign}: " + ", ".join(f"{k} {v}" for k, v in summary.as_dict().items()))
+    return 0
+
+
+async def _resume_or_cancel(url: str, resume: int | None, cancel: int | None) -> int:
+    from jobs.db import async_session_factory, dispose_engines
+    from jobs.promotions.promote import cancel_paused, promotion_config, resume_paused
+    from jobs.settings import get_settings
+
+    sessions = async_session_factory(url)
+    try:
+        if cancel is not None:
+            failed = await cancel_paused(sessions, cancel)
+            print(f"promotion run {cancel} cancelled; {failed} pending email(s) will not be sent")
+            return 0
+        assert resume is not None
+        summary, requeued = await resume_paused(sessions, resume, promotion_config(get_settings()))
+    finally:
+        await dispose_engines()
+    print(f"promotion run {resume} resumed; {requeued} pending email(s) queued again")
+    print(f"{summary.campaign}: " + ", ".join(f"{k} {v}" for k, v in summary.as_dict().items()))
     return 0
 
 
@@ -285,12 +307,106 @@ def _promotion_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     promote.add_argument(
         "--dry-run", action="store_true", help="count the recipients, write nothing"
     )
+    paused = promote.add_mutually_exclusive_group()
+    paused.add_argument(
+        "--resume", type=_job_id, metavar="RUN_ID", help="continue a run the breaker paused"
+    )
+    paused.add_argument(
+        "--cancel", type=_job_id, metavar="RUN_ID", help="end a run; its pending emails fail"
+    )
 
     unsubscribe = sub.add_parser("unsubscribe", help="apply an unsubscribe token")
     unsubscribe.add_argument("token")
 
 
 # --- end Promotions -----------------------------------------------------------
+# --- Deliverability: suppressions, inbound ------------------------------------
+
+
+def cmd_suppressions(args: argparse.Namespace) -> int:
+    from jobs.db import session_factory
+    from jobs.feedback import suppressions
+    from jobs.models import SuppressionReason
+
+    action = args.action or "list"
+    with session_factory(_url())() as session, session.begin():
+        if action == "add":
+            reason = suppressions.parse_reason(args.reason)
+            session.execute(
+                suppressions.suppress(
+                    args.address, reason, "manual: jobs suppressions add", override=True
+                )
+            )
+            print(f"{suppressions.normalize(args.address)} suppressed ({reason.value})")
+            if reason not in (SuppressionReason.HARD_BOUNCE, SuppressionReason.MANUAL):
+                print("  (promotions only: transactional mail still goes to it)")
+            return 0
+        if action == "remove":
+            if session.execute(suppressions.remove(args.address)).first() is None:
+                print(f"{suppressions.normalize(args.address)} was not on the suppression list")
+                return 1
+            print(f"{suppressions.normalize(args.address)} removed from the suppression list")
+            return 0
+        rows = session.scalars(suppressions.listing(getattr(args, "limit", None))).all()
+        for line in suppressions.describe(rows):
+            print(line)
+        print(
+            f"{len(rows)} suppressed address(es)"
+            + (" shown" if getattr(args, "limit", None) else "")
+        )
+    return 0
+
+
+def cmd_inbound(args: argparse.Namespace) -> int:
+    from jobs.db import async_session_factory, dispose_engines
+    from jobs.errors import ConfigError
+    from jobs.feedback import config
+    from jobs.feedback.inbound import InboundHandler, serve
+    from jobs.settings import get_settings
+
+    settings = get_settings()
+    url = _url()
+    verp = config.verp(settings)
+    if verp is None:
+        raise ConfigError("MAIL_BOUNCE_DOMAIN is not set: `jobs inbound` takes mail for it")
+    handler = InboundHandler(async_session_factory(url), verp, config.policy(settings))
+
+    async def run() -> None:
+        try:
+            await serve(handler, settings.INBOUND_HOST, settings.INBOUND_PORT)
+        finally:
+            await dispose_engines()
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        raise ConfigError(
+            f"INBOUND_HOST/INBOUND_PORT: cannot listen on "
+            f"{settings.INBOUND_HOST}:{settings.INBOUND_PORT}: {exc.strerror or exc}"
+        ) from None
+    return 0
+
+
+def _deliverability_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from jobs.models import SuppressionReason
+
+    parser = sub.add_parser("suppressions", help="list, add or remove suppressed addresses")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    listing = actions.add_parser("list", help="list the suppressed addresses (the default)")
+    listing.add_argument("--limit", type=int, metavar="N", help="only the N latest")
+    add = actions.add_parser("add", help="suppress an address")
+    add.add_argument("address")
+    add.add_argument(
+        "--reason",
+        default="manual",
+        choices=[r.value for r in SuppressionReason],
+        help="manual and hard_bounce stop all mail; complaint and unsubscribe, promotions",
+    )
+    actions.add_parser("remove", help="mail an address again").add_argument("address")
+    sub.add_parser("inbound", help="receive bounces and complaints by SMTP for MAIL_BOUNCE_DOMAIN")
+
+
+# --- end Deliverability -------------------------------------------------------
 # Results ------------------------------------------------------------
 RESULT_EXIT_CODES = {
     "succeeded": 0,
@@ -361,6 +477,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _promotion_parsers(sub)
     _add_result_parser(sub)
+    _deliverability_parsers(sub)
 
     # Operations
     status = sub.add_parser("status", help="queues, workers, task rates, email ledger, promotions")
@@ -391,6 +508,8 @@ COMMANDS = {
     "retry-failed": cmd_retry_failed,
     "cancel": cmd_cancel,
     "healthcheck": cmd_healthcheck,
+    "suppressions": cmd_suppressions,
+    "inbound": cmd_inbound,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +21,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from jobs.errors import ConfigError
 
 # Variables whose values are never echoed back in an error message.
-_SENSITIVE = frozenset({"DATABASE_URL", "MAIL_PASSWORD", "SECRET_KEY", "REDIS_URL"})
+_SENSITIVE = frozenset(
+    {
+        "DATABASE_URL",
+        "MAIL_PASSWORD",
+        "SECRET_KEY",
+        "REDIS_URL",
+        "MAIL_BULK_PASSWORD",
+        "WEBHOOK_SECRET",
+        "POSTMARK_WEBHOOK_SECRET",
+    }
+)
 _PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -121,6 +132,87 @@ class Settings(BaseSettings):
             raise ValueError("is set but the redis package is missing: pip install 'jobs[cache]'")
         return value
 
+    # --- Deliverability: bounces, complaints, suppression, streams, throttles ---
+    MAIL_BOUNCE_DOMAIN: str | None = None  # VERP return path bounces+<ref>@domain
+    INBOUND_HOST: str = "127.0.0.1"
+    INBOUND_PORT: Port = 2525
+    SOFT_BOUNCE_LIMIT: Annotated[int, Field(ge=1, le=1000)] = 3
+    SOFT_BOUNCE_WINDOW_HOURS: Annotated[float, Field(gt=0, le=24 * 365)] = 72.0
+    PROMOTION_MAX_BOUNCE_RATE: Annotated[float, Field(ge=0, le=1)] = 0.05
+    PROMOTION_MAX_COMPLAINT_RATE: Annotated[float, Field(ge=0, le=1)] = 0.001
+    PROMOTION_BREAKER_MIN_SAMPLE: Annotated[int, Field(ge=1)] = 100
+    WEBHOOK_SECRET: SecretStr | None = None  # generic signed JSON endpoint
+    POSTMARK_WEBHOOK_SECRET: SecretStr | None = None  # HTTP basic auth password
+    SES_CERT_URL_PATTERN: str = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+    # A second SMTP stream for promotions (unset: promotions use MAIL_SERVER).
+    MAIL_BULK_SERVER: str | None = None
+    MAIL_BULK_PORT: Port | None = None
+    MAIL_BULK_USERNAME: str | None = None
+    MAIL_BULK_PASSWORD: SecretStr | None = None
+    MAIL_BULK_STARTTLS: bool | None = None
+    MAIL_BULK_SSL_TLS: bool | None = None
+    MAIL_BULK_FROM: str | None = None
+    MAIL_BULK_RATE_LIMIT: Annotated[float, Field(gt=0, le=100_000)] | None = None
+    MAIL_DOMAIN_RATE_LIMITS: str | None = None  # "gmail.com=20,yahoo.com=10" (messages/s)
+
+    @field_validator(
+        "MAIL_BOUNCE_DOMAIN",
+        "MAIL_BULK_SERVER",
+        "MAIL_BULK_PORT",
+        "MAIL_BULK_USERNAME",
+        "MAIL_BULK_STARTTLS",
+        "MAIL_BULK_SSL_TLS",
+        "MAIL_BULK_FROM",
+        "MAIL_BULK_RATE_LIMIT",
+        "MAIL_DOMAIN_RATE_LIMITS",
+        "WEBHOOK_SECRET",
+        "POSTMARK_WEBHOOK_SECRET",
+        "MAIL_BULK_PASSWORD",
+        mode="before",
+    )
+    @classmethod
+    def _blank_deliverability_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("MAIL_BOUNCE_DOMAIN")
+    @classmethod
+    def _bounce_domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower()
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", value) or "." not in value:
+            raise ValueError("must be a domain name, e.g. bounces.example.com")
+        return value
+
+    @field_validator("MAIL_BULK_FROM")
+    @classmethod
+    def _valid_bulk_sender(cls, value: str | None) -> str | None:
+        from jobs.mail.address import normalize_address
+
+        return None if value is None else normalize_address(value)
+
+    @field_validator("MAIL_DOMAIN_RATE_LIMITS")
+    @classmethod
+    def _domain_limits(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_domain_limits(value)
+        return value
+
+    @field_validator("SES_CERT_URL_PATTERN")
+    @classmethod
+    def _valid_pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"is not a regular expression: {exc}") from None
+        return value
+
+    @property
+    def domain_rate_limits(self) -> dict[str, float]:
+        return parse_domain_limits(self.MAIL_DOMAIN_RATE_LIMITS or "")
+
+    # --- end Deliverability ------------------------------------------------------
+
     # Operations: metrics/health endpoint, shutdown, stalled jobs, retention
     WORKER_HTTP_HOST: str = "127.0.0.1"
     WORKER_HTTP_PORT: Annotated[int, Field(ge=0, le=65535)] = 9464  # 0 disables
@@ -185,6 +277,24 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql://" + url[len(prefix) :]
         raise AssertionError("validated above")  # pragma: no cover
+
+
+def parse_domain_limits(value: str) -> dict[str, float]:
+    """``"gmail.com=20, yahoo.com=10"`` → ``{"gmail.com": 20.0, "yahoo.com": 10.0}``."""
+    limits: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        domain, equals, rate = item.partition("=")
+        domain = domain.strip().lower()
+        try:
+            number = float(rate)
+        except ValueError:
+            number = -1.0
+        if not equals or not domain or "@" in domain or not 0 < number <= 100_000:
+            raise ValueError(
+                f"expects domain=messages-per-second pairs separated by commas, got {item!r}"
+            )
+        limits[domain] = number
+    return limits
 
 
 def _describe(error: dict[str, Any]) -> str:

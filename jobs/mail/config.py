@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from jobs.errors import ConfigError
+from jobs.feedback.config import Verp, verp
 from jobs.mail.templates import search_path
 from jobs.settings import Settings
 
@@ -53,6 +54,7 @@ class MailConfig:
     sender_name: str
     template_dirs: tuple[Path, ...]
     template_globals: dict[str, Any] = field(default_factory=dict)
+    verp: Verp | None = None  # MAIL_BOUNCE_DOMAIN: the envelope sender names the row
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MailConfig:
@@ -70,4 +72,5 @@ class MailConfig:
             sender_name=settings.MAIL_FROM_NAME,
             template_dirs=search_path(settings.MAIL_TEMPLATE_DIR),
             template_globals={"frontend_url": str(settings.FRONTEND_URL).rstrip("/")},
+            verp=verp(settings),
         )

@@ -19,12 +19,14 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.errors import JobsError, describe
+from jobs.feedback.breaker import Thresholds, check_messages
+from jobs.feedback.verp import return_path
 from jobs.mail import ledger, smtp
 from jobs.mail.config import MailConfig
 from jobs.mail.ledger import Outcome, Pending
@@ -55,6 +57,7 @@ class Delivery:
     final_attempt: bool
     interrupted: Callable[[], str] = lambda: "delivery interrupted"
     batch_size: int = BATCH_SIZE
+    breaker: Thresholds | None = None  # promotion chunks: the circuit breaker
 
 
 @dataclass
@@ -95,6 +98,8 @@ def compose(row: Pending, mail: MailConfig) -> tuple[Outgoing, str]:
         message_id=message_id_for(row.idempotency_key, mail.sender),
         headers=row.headers,
     )
+    if mail.verp is not None:  # bounces come back naming this row
+        message = replace(message, sender=return_path(mail.verp.key, row.id, mail.verp.domain))
     return message, subject
 
 
@@ -199,6 +204,9 @@ async def deliver_batch(
             "delivery stopped, %s: %s", "giving up" if run.final_attempt else "will retry", reason
         )
     await ledger.record(session, outcomes.values())
+    if run.breaker is not None:  # on a refusal, and once per job: refusals count as bounces
+        rejected = [o.id for o in outcomes.values() if o.failure == FailureKind.REJECTED]
+        await check_messages(session, ids if report.done else rejected, run.breaker)
     counts = Counter(outcome.status for outcome in outcomes.values())
     report.sent += counts[EmailStatus.SENT]
     report.failed += counts[EmailStatus.FAILED]

@@ -28,18 +28,31 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     ColumnElement,
+    Text,
     Update,
     and_,
     any_,
     bindparam,
     case,
+    cast,
+    func,
+    literal,
+    or_,
     select,
     text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs.models import EmailMessage, EmailStatus, FailureKind, User
+from jobs.models import (
+    EmailMessage,
+    EmailStatus,
+    FailureKind,
+    PromotionRun,
+    Suppression,
+    SuppressionReason,
+    User,
+)
 from jobs.tasks import DELIVER_TASK
 
 # Reasons written to ``last_error`` (for humans; `FailureKind` is what code reads).
@@ -48,6 +61,8 @@ TRANSIENT_EXHAUSTED = "transient, retries exhausted: "
 WORKER_DIED = "worker died {n} times"
 
 RETRYABLE = (FailureKind.TRANSIENT_EXHAUSTED, FailureKind.WORKER_DIED)
+# Suppression reasons that stop transactional mail too (the others: promotions only).
+SUPPRESSES_TRANSACTIONAL = (SuppressionReason.HARD_BOUNCE.value, SuppressionReason.MANUAL.value)
 
 
 def message_ids(task_name: str, args: Mapping[str, Any]) -> list[int]:
@@ -68,7 +83,7 @@ class Pending:
     context: dict[str, Any] | None
     subject: str | None
     headers: dict[str, str] | None  # extra headers (List-Unsubscribe for promotions)
-    suppress: str | None  # why not to send it (user inactive, or unsubscribed from promotions)
+    suppress: str | None  # why not to send it (user inactive, unsubscribed, suppressed address)
 
 
 @dataclass
@@ -115,13 +130,30 @@ _LOCK = (
                 ),
                 "suppressed: the user unsubscribed from promotions",
             ),
+            (
+                or_(
+                    Suppression.reason.in_(SUPPRESSES_TRANSACTIONAL),
+                    and_(
+                        EmailMessage.promotion_run_id.is_not(None),
+                        Suppression.reason.is_not(None),
+                    ),
+                ),
+                literal("suppressed: the address is on the suppression list (")
+                + cast(Suppression.reason, Text)
+                + literal(")"),
+            ),
         ),
     )
     .outerjoin(User, User.id == EmailMessage.user_id)
+    # Deliverability: the suppression list, and promotion runs the circuit breaker paused
+    # (their rows stay pending until the run is resumed or cancelled).
+    .outerjoin(Suppression, Suppression.address == func.lower(EmailMessage.to_address))
+    .outerjoin(PromotionRun, PromotionRun.id == EmailMessage.promotion_run_id)
     .where(
         EmailMessage.id == _ids(),
         EmailMessage.status == EmailStatus.PENDING,
         EmailMessage.id > bindparam("after"),
+        PromotionRun.paused_at.is_(None),
     )
     .order_by(EmailMessage.id)
     .limit(bindparam("limit"))

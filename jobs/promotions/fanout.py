@@ -13,22 +13,34 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Insert, Text, bindparam, cast, func, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Insert,
+    Text,
+    bindparam,
+    cast,
+    exists,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.mail.enqueue import defer_delivery_async
-from jobs.models import Campaign, EmailMessage, PromotionRun, User
+from jobs.models import Campaign, EmailMessage, PromotionRun, Suppression, User
 from jobs.promotions.unsubscribe import make_token
 from jobs.tasks import BULK_PRIORITY
 
 PROMOTION_TEMPLATE = "promotion"
 PROMOTION_KIND = "promotion"
 
-# Who receives promotions: active users who have not unsubscribed.
+# Who receives promotions: active users who have not unsubscribed, at an address
+# not on the suppression list (for any reason).
 ELIGIBLE: tuple[ColumnElement[bool], ...] = (
     User.is_active.is_(True),
     User.unsubscribed_at.is_(None),
+    ~exists().where(Suppression.address == func.lower(User.email)),
 )
 
 
@@ -149,8 +161,8 @@ async def next_chunk(
     """
     run = await session.get(PromotionRun, run_id, with_for_update=True, populate_existing=True)
     assert run is not None
-    if run.finished_at is not None:
-        return None
+    if run.finished_at is not None or run.paused_at is not None:
+        return None  # finished, or paused by the circuit breaker (resumed by an operator)
     users = (
         await session.execute(
             select(User.id, User.email)

@@ -15,11 +15,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.errors import UnknownCampaign
-from jobs.models import Campaign
+from jobs.feedback.breaker import cancel_run, resume_run
+from jobs.mail.enqueue import defer_delivery_async
+from jobs.models import Campaign, PromotionRun
 from jobs.promotions.fanout import Chunk, PromotionConfig, next_chunk
 from jobs.promotions.runs import Summary, open_run, remaining_recipients, summarize
 from jobs.promotions.unsubscribe import signing_key
 from jobs.settings import Settings
+from jobs.tasks import BULK_PRIORITY
 
 logger = logging.getLogger(__name__)
 
@@ -109,3 +112,32 @@ async def count_recipients(
             item.name: await remaining_recipients(session, item.id, period)
             for item in await campaigns_to_run(session, campaign)
         }
+
+
+# Deliverability: runs the circuit breaker paused ------------------------------
+
+
+async def resume_paused(
+    sessions: Sessions, run_id: int, config: PromotionConfig
+) -> tuple[Summary, int]:
+    """Resume a paused run: its pending rows are queued again (one delivery job per
+    ``chunk_size``), then the fan-out goes on from its cursor. Returns the summary
+    and how many pending rows were queued again."""
+    async with sessions() as session, session.begin():
+        pending = await resume_run(session, run_id)
+        for start in range(0, len(pending), config.chunk_size):
+            chunk = pending[start : start + config.chunk_size]
+            await defer_delivery_async(session, chunk, priority=BULK_PRIORITY)
+        run = await session.get(PromotionRun, run_id)
+        assert run is not None
+        campaign = await session.get(Campaign, run.campaign_id)
+        assert campaign is not None
+        period = run.period
+    summary = await run_campaign(sessions, campaign, period, config)
+    return summary, len(pending)
+
+
+async def cancel_paused(sessions: Sessions, run_id: int) -> int:
+    """End a run for good; returns how many pending emails failed as cancelled."""
+    async with sessions() as session, session.begin():
+        return await cancel_run(session, run_id)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from jobs.app import app
 from jobs.db import async_engine, database_url
 from jobs.errors import describe
+from jobs.feedback.config import thresholds
 from jobs.mail import ledger
 from jobs.mail.config import MailConfig
 from jobs.mail.delivery import Delivery, Report, batch_size, deliver_batch
@@ -21,7 +22,7 @@ from jobs.mail.ratelimit import RateLimiter
 from jobs.models import FailureKind
 from jobs.results.store import store_result_async
 from jobs.settings import Settings, get_settings
-from jobs.tasks import DELIVER_TASK, EMAIL_QUEUE
+from jobs.tasks import BULK_PRIORITY, DELIVER_TASK, EMAIL_QUEUE
 from jobs.worker.retry import Backoff, BackoffRetry
 from jobs.worker.timeout import deadline_passed, timeout_for
 
@@ -80,6 +81,7 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
             final_attempt=final,
             interrupted=lambda: _interrupted(context, settings),
             batch_size=batch_size(settings.MAIL_RATE_LIMIT),
+            breaker=thresholds(settings) if context.job.priority == BULK_PRIORITY else None,
         )
         # One connection for the whole job, one transaction per batch.
         async with (
