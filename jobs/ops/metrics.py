@@ -101,17 +101,60 @@ class DatabaseCollector(Collector):
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # Names only: registering must not query the database.
-        return iter(self._families(monitor.Gauges(), describe=True))
+        empty = monitor.Deliverability({}, [], 0)
+        return iter(
+            [*self._families(monitor.Gauges(), describe=True), *self._deliverability(empty, [])]
+        )
+
+    @staticmethod
+    def _deliverability(
+        found: monitor.Deliverability, runs: list[dict[str, Any]]
+    ) -> list[GaugeMetricFamily]:
+        suppressed = GaugeMetricFamily(
+            "jobs_suppressed_addresses",
+            "Addresses on the suppression list, by reason",
+            None,
+            ["reason"],
+        )
+        events = GaugeMetricFamily(
+            "jobs_feedback_events",
+            "Bounces and complaints recorded, by kind and campaign (all time)",
+            None,
+            ["kind", "campaign"],
+        )
+        paused = GaugeMetricFamily(
+            "jobs_promotion_runs_paused", "Promotion runs the circuit breaker paused"
+        )
+        rates = GaugeMetricFamily(
+            "jobs_promotion_run_rate",
+            "Hard-bounce and complaint rate of the latest promotion runs",
+            None,
+            ["run", "campaign", "kind"],
+        )
+        for reason, n in sorted(found.suppressions.items()):
+            suppressed.add_metric([reason], n)
+        for row in found.feedback:
+            events.add_metric([row["kind"], row["campaign"]], row["total"])
+        paused.add_metric([], found.runs_paused)
+        for run in runs:
+            sample = run["sent"] + run["refused"]
+            for kind, n in (("hard_bounce", run["bounced"]), ("complaint", run["complaints"])):
+                if sample:
+                    rates.add_metric([str(run["id"]), run["campaign"], kind], n / sample)
+        return [suppressed, events, paused, rates]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             with self._sessions() as session:
                 gauges = monitor.gauges(session, stalled_after=self._stalled_after)
+                feedback = monitor.deliverability(session)
+                runs = monitor.promotion_runs(session)
         except (SQLAlchemyError, OSError) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             logger.warning("metrics: queue gauges unavailable: %s", reason)
             gauges = None
-        return iter(self._families(gauges))
+            return iter(self._families(gauges))
+        return iter([*self._families(gauges), *self._deliverability(feedback, runs)])
 
     def _families(
         self, gauges: monitor.Gauges | None, *, describe: bool = False

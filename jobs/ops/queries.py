@@ -118,16 +118,70 @@ _RUNS = text(
     SELECT r.id, c.name AS campaign, r.period, r.total_users, r.queued,
            count(m.id) FILTER (WHERE m.status = 'sent') AS sent,
            count(m.id) FILTER (WHERE m.status = 'failed') AS failed,
+           count(m.id) FILTER (WHERE m.failure_kind = 'rejected' OR m.feedback = 'hard_bounce')
+               AS bounced,
+           count(m.id) FILTER (WHERE m.feedback = 'complaint') AS complaints,
+           count(m.id) FILTER (WHERE m.failure_kind = 'rejected') AS refused,
+           CASE WHEN r.cancelled_at IS NOT NULL THEN 'cancelled'
+                WHEN r.paused_at IS NOT NULL THEN 'paused'
+                WHEN r.finished_at IS NOT NULL THEN 'finished' ELSE 'running' END AS state,
            r.started_at, r.finished_at
     FROM (SELECT * FROM promotion_runs ORDER BY id DESC LIMIT :n) AS r
     JOIN campaigns AS c ON c.id = r.campaign_id
     LEFT JOIN email_messages AS m ON m.promotion_run_id = r.id
-    GROUP BY r.id, c.name, r.period, r.total_users, r.queued, r.started_at, r.finished_at
+    GROUP BY r.id, c.name, r.period, r.total_users, r.queued, r.started_at, r.finished_at,
+             r.paused_at, r.cancelled_at
     ORDER BY r.id DESC
     """
 )
 
 
 def promotion_runs(session: Session, *, limit: int = 5) -> list[dict[str, Any]]:
-    """The latest promotion runs with their counts (sent/failed read off the ledger)."""
-    return [dict(row._mapping) for row in session.execute(_RUNS, {"n": limit})]
+    """The latest promotion runs with their counts (read off the ledger), their
+    hard-bounce and complaint rates (over sent + refused) and their state."""
+    rows = [dict(row._mapping) for row in session.execute(_RUNS, {"n": limit})]
+    for row in rows:
+        sample = row["sent"] + row["refused"]
+        row["bounce_rate"] = _percent(row["bounced"], sample)
+        row["complaint_rate"] = _percent(row["complaints"], sample)
+    return rows
+
+
+def _percent(part: int, whole: int) -> str | None:
+    return None if whole <= 0 else f"{100 * part / whole:.2f}%"
+
+
+# Deliverability: suppressions by reason, feedback events by kind and campaign.
+_SUPPRESSIONS = text("SELECT reason, count(*) FROM suppressions GROUP BY reason")
+_FEEDBACK = text(
+    """
+    SELECT e.kind, coalesce(c.name, CASE WHEN m.id IS NULL THEN 'unmatched'
+                                         ELSE 'transactional' END) AS campaign,
+           count(*) FILTER (WHERE e.received_at >= now() - interval '24 hours') AS last_day,
+           count(*) AS total
+      FROM feedback_events AS e
+      LEFT JOIN email_messages AS m ON m.id = e.email_message_id
+      LEFT JOIN promotion_runs AS r ON r.id = m.promotion_run_id
+      LEFT JOIN campaigns AS c ON c.id = r.campaign_id
+     GROUP BY 1, 2 ORDER BY 1, 2
+    """
+)
+
+
+@dataclass
+class Deliverability:
+    suppressions: dict[str, int]  # reason -> addresses
+    feedback: list[dict[str, Any]]  # kind, campaign, last_day, total
+    runs_paused: int
+
+
+def deliverability(session: Session) -> Deliverability:
+    suppressed = {str(reason): int(n) for reason, n in session.execute(_SUPPRESSIONS)}
+    feedback = [dict(row._mapping) for row in session.execute(_FEEDBACK)]
+    paused = session.execute(
+        text(
+            "SELECT count(*) FROM promotion_runs WHERE paused_at IS NOT NULL"
+            " AND cancelled_at IS NULL"
+        )
+    ).scalar_one()
+    return Deliverability(suppressed, feedback, int(paused))

@@ -42,6 +42,7 @@ class Status:
     tasks: list[TaskRow]
     ledger: monitor.Ledger
     promotion_runs: list[dict[str, Any]]
+    deliverability: monitor.Deliverability | None = None
 
 
 def _rate(counts: monitor.Counts, window: str) -> float | None:
@@ -78,6 +79,7 @@ def collect(session: Session, *, stalled_after: float, queues: Iterable[str] = (
         tasks=task_rows,
         ledger=monitor.ledger(session),
         promotion_runs=monitor.promotion_runs(session),
+        deliverability=monitor.deliverability(session),
     )
 
 

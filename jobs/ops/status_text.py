@@ -112,10 +112,28 @@ def _runs(status: Status) -> list[str]:
     ]
 
 
+def _deliverability(status: Status) -> list[str]:
+    found = status.deliverability
+    if found is None:
+        return []
+    suppressed = ", ".join(f"{reason} {n}" for reason, n in sorted(found.suppressions.items()))
+    lines = [
+        "Deliverability",
+        f"  suppressed addresses: {sum(found.suppressions.values())}"
+        + (f" ({suppressed})" if suppressed else ""),
+        f"  promotion runs paused by the circuit breaker: {found.runs_paused}"
+        + ("  (`jobs promote --resume RUN_ID` or `--cancel RUN_ID`)" if found.runs_paused else ""),
+    ]
+    if found.feedback:
+        columns = ["kind", "campaign", "last_day", "total"]
+        lines += _table(columns, ([_cell(row[c]) for c in columns] for row in found.feedback))
+    return lines
+
+
 def render(status: Status) -> str:
     """One screen of text."""
     lines = [f"jobs status at {status.generated_at:%Y-%m-%d %H:%M:%S} UTC"]
-    for section in (_queues, _workers, _tasks, _ledger, _runs):
+    for section in (_queues, _workers, _tasks, _ledger, _runs, _deliverability):
         lines += ["", *section(status)]
     return "\n".join(lines)
 
