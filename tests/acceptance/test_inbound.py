@@ -168,7 +168,9 @@ def test_dsn_and_arf_over_smtp_suppress_and_mark_the_ledger_row(
         assert inbound.wait(timeout=30) == 0
         log.close()
     with psycopg.connect(database_url) as conn:
-        suppressed = dict(conn.execute("SELECT address, reason FROM suppressions").fetchall())
+        suppressed: dict[str, str] = dict(
+            conn.execute("SELECT address, reason FROM suppressions").fetchall()
+        )
     assert suppressed == {"gone@example.com": "hard_bounce", "angry@example.com": "complaint"}
     assert _ledger(database_url, bounced)[0] == "hard_bounce"
     assert _ledger(database_url, complained)[0] == "complaint"
