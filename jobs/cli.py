@@ -56,6 +56,7 @@ def _check_task_settings(settings: Settings, queues: Sequence[str] | None) -> No
 
     if queues is None or "email" in queues:
         MailConfig.from_settings(settings)  # e.g. a login over plain text
+        MailConfig.for_stream(settings, bulk=True)
     if settings.PROMOTION_SCHEDULE_ENABLED and (queues is None or "default" in queues):
         promotion_config(settings)  # e.g. no SECRET_KEY to sign unsubscribe links
 

@@ -32,7 +32,7 @@ from jobs.mail.config import MailConfig
 from jobs.mail.ledger import Outcome, Pending
 from jobs.mail.message import Outgoing, build_wire, message_id_for
 from jobs.mail.pool import SmtpPool
-from jobs.mail.ratelimit import RateLimiter
+from jobs.mail.ratelimit import DomainLimits, RateLimiter
 from jobs.mail.templates import render
 from jobs.models import EmailStatus, FailureKind
 from jobs.ops import metrics
@@ -58,6 +58,7 @@ class Delivery:
     interrupted: Callable[[], str] = lambda: "delivery interrupted"
     batch_size: int = BATCH_SIZE
     breaker: Thresholds | None = None  # promotion chunks: the circuit breaker
+    domains: DomainLimits | None = None  # MAIL_DOMAIN_RATE_LIMITS
 
 
 @dataclass
@@ -118,6 +119,7 @@ async def send_all(
     deferral (a 4xx for one message, which stays pending while the rest go on).
     """
     slots = await run.limiter.reserve(len(rows))
+    by_domain = await run.domains.reserve(r.to_address for r in rows) if run.domains else []
     queue = iter(enumerate(rows))
     stop: list[BaseException] = []
     deferred: list[smtp.Deferred] = []
@@ -134,6 +136,8 @@ async def send_all(
                 _fail(outcome, FailureKind.INVALID, reason)
                 continue
             await slots.wait(index)
+            if by_domain and (domain_slot := by_domain[index]) is not None:
+                await domain_slot.wait(0)
             outcome.attempted = True  # a failed connect is a failed attempt too
             try:
                 async with run.pool.connection() as client:
@@ -146,6 +150,12 @@ async def send_all(
                 _fail(outcome, FailureKind.REJECTED, str(exc))
                 continue
             except smtp.Deferred as exc:
+                slowed = isinstance(exc, smtp.SlowDown) and run.domains is not None
+                if slowed and await run.domains.slow_down(row.to_address):  # type: ignore[union-attr]  # checked above
+                    outcome.attempted = False  # throttled, not tried: a retry takes it
+                    outcome.error = f"{exc} (the receiver asked to slow down; budget lowered)"
+                    deferred.append(exc)
+                    continue
                 outcome.error = f"{exc} (server {run.mail.smtp.address})"
                 if run.final_attempt:
                     reason = ledger.TRANSIENT_EXHAUSTED + outcome.error

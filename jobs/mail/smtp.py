@@ -31,6 +31,14 @@ class Deferred(Exception):
     """The server refused this message for now (4xx for it): try it again later."""
 
 
+class SlowDown(Deferred):
+    """The receiver asked to slow down (421/451 4.7.x, 454): lower its domain's budget."""
+
+
+def _slow_down(code: int, message: str) -> bool:
+    return code == 454 or (code in (421, 451) and message.lstrip().startswith("4.7."))
+
+
 def _for_this_message(code: int) -> bool:
     """A 4xx about this message; 421 means the server is closing the connection."""
     return 400 <= code < 500 and code != 421
@@ -65,12 +73,16 @@ async def send(smtp: aiosmtplib.SMTP, message: Outgoing) -> None:
     except aiosmtplib.SMTPRecipientsRefused as exc:
         codes = [r.code for r in exc.recipients]
         reason = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+        if any(_slow_down(r.code, r.message) for r in exc.recipients):
+            raise SlowDown(reason) from exc
         if all(500 <= code < 600 for code in codes):
             raise Rejected(reason) from exc
         if all(_for_this_message(code) or code >= 500 for code in codes):
             raise Deferred(reason) from exc
         raise
     except aiosmtplib.SMTPResponseException as exc:
+        if _slow_down(exc.code, exc.message):
+            raise SlowDown(f"{exc.code} {exc.message}") from exc
         if 500 <= exc.code < 600:
             raise Rejected(f"{exc.code} {exc.message}") from exc
         if _for_this_message(exc.code):

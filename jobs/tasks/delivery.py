@@ -18,7 +18,7 @@ from jobs.mail import ledger
 from jobs.mail.config import MailConfig
 from jobs.mail.delivery import Delivery, Report, batch_size, deliver_batch
 from jobs.mail.pool import get_pool
-from jobs.mail.ratelimit import RateLimiter
+from jobs.mail.ratelimit import DomainLimits, RateLimiter
 from jobs.models import FailureKind
 from jobs.results.store import store_result_async
 from jobs.settings import Settings, get_settings
@@ -73,15 +73,17 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
     final = backoff(settings).is_final(context.job.attempts)
     report = Report()
     try:
-        mail = MailConfig.from_settings(settings)
+        bulk = context.job.priority == BULK_PRIORITY  # promotion chunks
+        mail = MailConfig.for_stream(settings, bulk=bulk)
         run = Delivery(
             mail=mail,
-            pool=get_pool(mail.smtp, settings.MAIL_MAX_CONNECTIONS),
-            limiter=RateLimiter(async_engine(url), settings.MAIL_RATE_LIMIT, mail.smtp.address),
+            pool=get_pool(mail.smtp, settings.MAIL_MAX_CONNECTIONS, mail.stream),
+            limiter=RateLimiter(async_engine(url), mail.rate_limit, mail.budget),
             final_attempt=final,
             interrupted=lambda: _interrupted(context, settings),
-            batch_size=batch_size(settings.MAIL_RATE_LIMIT),
-            breaker=thresholds(settings) if context.job.priority == BULK_PRIORITY else None,
+            batch_size=batch_size(mail.rate_limit),
+            breaker=thresholds(settings) if bulk else None,
+            domains=DomainLimits(async_engine(url), mail.domain_limits),
         )
         # One connection for the whole job, one transaction per batch.
         async with (
