@@ -1,8 +1,10 @@
-"""The suppression list in delivery, and the circuit breaker on promotion runs."""
+"""The suppression list in delivery, the circuit breaker on promotion runs, the bulk
+stream and per-domain budgets."""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import psycopg
 import pytest
@@ -13,6 +15,7 @@ from jobs.dev.sink import Sink
 from jobs.mail.enqueue import enqueue_email
 from tests.conftest import count, drain, faults
 from tests.integration.test_promotion import add_users, drain_all, recipients, run
+from tests.smtp import FaultyHandler
 
 SECRET = "test-secret-key-0123456789"
 
@@ -127,3 +130,37 @@ def test_a_cancelled_run_fails_its_pending_rows(
         == 3
     )
     assert cli.main(["promote", "--resume", "1"]) == 2  # cancelled for good
+
+
+def test_with_a_bulk_stream_promotions_go_to_their_own_server(
+    database_url: str, smtp: Sink, env: Any
+) -> None:
+    with Sink(FaultyHandler()) as bulk:
+        env(
+            MAIL_BULK_SERVER=bulk.host,
+            MAIL_BULK_PORT=str(bulk.port),
+            MAIL_BULK_FROM="news@example.com",
+        )
+        add_users(database_url, 3)
+        assert cli.main(["promote"]) == 0
+        welcome = _welcome(database_url, "new@example.com")
+        drain_all(database_url)
+        assert _row(database_url, welcome)[0] == "sent"
+        assert recipients(bulk) == Counter({f"u{n}@example.com": 1 for n in range(3)})
+        assert {str(m["From"]) for m in faults(bulk).parsed()} == {"jobs <news@example.com>"}
+    assert recipients(smtp) == Counter({"new@example.com": 1})
+
+
+def test_a_receiver_asking_to_slow_down_lowers_its_domain_budget(
+    database_url: str, smtp: Sink, env: Any
+) -> None:
+    env(MAIL_DOMAIN_RATE_LIMITS="slow.example=50")
+    faults(smtp).data_replies.append("421 4.7.0 too many messages, slow down")
+    first = _welcome(database_url, "a@slow.example")
+    run(drain(fast_forward=0))
+    assert _row(database_url, first)[0] == "pending"  # not failed, not counted as tried
+    assert count(database_url, "SELECT attempts FROM email_messages") == 0
+    slowed = "SELECT count(*) FROM mail_rate_limits WHERE slowed_until > now()"
+    assert count(database_url, slowed) == 1
+    drain_all(database_url)  # the retry goes through, on the lowered budget
+    assert _row(database_url, first)[0] == "sent"
