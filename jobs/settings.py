@@ -291,7 +291,8 @@ def parse_domain_limits(value: str) -> dict[str, float]:
             number = -1.0
         if not equals or not domain or "@" in domain or not 0 < number <= 100_000:
             raise ValueError(
-                f"expects domain=messages-per-second pairs separated by commas, got {item!r}"
+                "expects domain=messages-per-second pairs separated by commas, "
+                "e.g. gmail.com=20,yahoo.com=10"
             )
         limits[domain] = number
     return limits
