@@ -5,6 +5,10 @@ and unsubscribes stop promotions only (a password reset still goes to someone
 who marked a newsletter as spam). An address is stored lower-cased and
 stripped, so the comparison ignores case.
 
+A 5xx refusal during delivery suppresses the address only when its enhanced
+status says the mailbox or domain does not exist (5.1.1, 5.1.2, 5.1.3, 5.1.10):
+a policy refusal (5.7.x) says nothing about the address.
+
 When an address is suppressed again for another reason, the one that stops
 more mail is kept (manual > hard bounce > complaint > unsubscribe), unless an
 operator sets the reason explicitly (`jobs suppressions add --reason`).
@@ -12,12 +16,14 @@ operator sets the reason explicitly (`jobs suppressions add --reason`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Insert, Select, case, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.dml import ReturningDelete
 
@@ -71,6 +77,24 @@ def suppress(
             "events": Suppression.events + 1,
         },
     )
+
+
+_NO_SUCH_MAILBOX = re.compile(r"(?<![\d.])5\.1\.(1|2|3|10)(?![\d.])")
+
+
+async def suppress_refused(session: AsyncSession, refused: Sequence[tuple[str, str]]) -> int:
+    """Suppress the (address, server reply) pairs whose reply says the mailbox does
+    not exist; how many. One statement per such address; never commits."""
+    done = 0
+    for address, reply in refused:
+        if _NO_SUCH_MAILBOX.search(reply):
+            try:
+                statement = suppress(address, SuppressionReason.HARD_BOUNCE, f"smtp: {reply[:200]}")
+            except InvalidEmailAddress:
+                continue
+            await session.execute(statement)
+            done += 1
+    return done
 
 
 def remove(address: str) -> ReturningDelete[tuple[str]]:

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.errors import JobsError, describe
 from jobs.feedback.breaker import Thresholds, check_messages
+from jobs.feedback.suppressions import suppress_refused
 from jobs.feedback.verp import return_path
 from jobs.mail import ledger, smtp
 from jobs.mail.config import MailConfig
@@ -150,8 +151,11 @@ async def send_all(
                 _fail(outcome, FailureKind.REJECTED, str(exc))
                 continue
             except smtp.Deferred as exc:
-                slowed = isinstance(exc, smtp.SlowDown) and run.domains is not None
-                if slowed and await run.domains.slow_down(row.to_address):  # type: ignore[union-attr]  # checked above
+                if (
+                    isinstance(exc, smtp.SlowDown)
+                    and run.domains is not None
+                    and await run.domains.slow_down(row.to_address)  # its domain has a budget
+                ):
                     outcome.attempted = False  # throttled, not tried: a retry takes it
                     outcome.error = f"{exc} (the receiver asked to slow down; budget lowered)"
                     deferred.append(exc)
@@ -214,9 +218,13 @@ async def deliver_batch(
             "delivery stopped, %s: %s", "giving up" if run.final_attempt else "will retry", reason
         )
     await ledger.record(session, outcomes.values())
+    rejected = [o for o in outcomes.values() if o.failure == FailureKind.REJECTED]
+    if rejected:  # "no such mailbox" is a hard bounce, whoever says it
+        addresses = {row.id: row.to_address for row in rows}
+        await suppress_refused(session, [(addresses[o.id], o.error or "") for o in rejected])
     if run.breaker is not None:  # on a refusal, and once per job: refusals count as bounces
-        rejected = [o.id for o in outcomes.values() if o.failure == FailureKind.REJECTED]
-        await check_messages(session, ids if report.done else rejected, run.breaker)
+        checked = ids if report.done else [o.id for o in rejected]
+        await check_messages(session, checked, run.breaker)
     counts = Counter(outcome.status for outcome in outcomes.values())
     report.sent += counts[EmailStatus.SENT]
     report.failed += counts[EmailStatus.FAILED]

@@ -43,6 +43,11 @@ def _row(url: str, ledger_id: int) -> tuple[str, str | None]:
     return str(row[0]), row[1]
 
 
+def _suppressed(url: str) -> dict[str, str]:
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute("SELECT address, reason FROM suppressions").fetchall())
+
+
 def test_suppressed_addresses_are_skipped_by_promotions_and_transactional_mail(
     database_url: str, smtp: Sink, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -70,6 +75,15 @@ def test_suppressed_addresses_are_skipped_by_promotions_and_transactional_mail(
     assert reason is not None
     assert "suppression list (manual)" in reason
     assert _row(database_url, complained)[0] == "sent"
+
+    # A refusal that says "no such mailbox" suppresses; a policy refusal does not.
+    faults(smtp).refuse["gone@example.com"] = "550 5.1.1 no such user"
+    faults(smtp).refuse["blocked@example.com"] = "550 5.7.1 rejected by policy"
+    for address in ("gone@example.com", "blocked@example.com"):
+        _welcome(database_url, address)
+    drain_all(database_url)
+    assert "gone@example.com" in _suppressed(database_url)
+    assert "blocked@example.com" not in _suppressed(database_url)
 
     assert cli.main(["suppressions", "remove", "u1@example.com"]) == 0
     assert cli.main(["suppressions", "remove", "u1@example.com"]) == 1  # not listed any more
@@ -102,6 +116,9 @@ def test_a_run_that_bounces_past_the_limit_pauses_until_resumed(
 
     assert len(smtp.messages) == 0
     assert count(database_url, RUN.format("count(paused_at)")) == 1
+    assert (
+        count(database_url, "SELECT count(*) FROM suppressions WHERE reason = 'hard_bounce'") == 5
+    )
     assert count(database_url, PENDING) == 15  # held, not failed
     capsys.readouterr()
     assert cli.main(["status"]) == 0
