@@ -51,8 +51,18 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 async def _body(request: Request) -> bytes | None:
-    body = await request.body()
-    return None if len(body) > MAX_BODY_BYTES else body
+    """The raw body, or None when it is larger than `MAX_BODY_BYTES` (read no further)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _record(found: Sequence[Event]) -> JSONResponse:

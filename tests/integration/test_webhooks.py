@@ -212,3 +212,5 @@ async def test_generic_events_are_signed_and_soft_bounces_add_up(
     assert _suppressions(database_url) == {"full@example.com": "hard_bounce"}  # SOFT_BOUNCE_LIMIT=2
     bad = await post([{"id": "e3", "type": "opened", "address": "x@example.com"}])
     assert bad.status_code == 400
+    huge = [{**soft[0], "id": "e4", "detail": "x" * 2**21}]
+    assert (await post(huge)).status_code == 413
