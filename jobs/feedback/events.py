@@ -3,7 +3,8 @@
 `record` is the one entry point for every source (inbound reports, webhooks):
 
 1. match the ledger row: by the VERP reference when the source has one, else by
-   the original Message-ID, else the latest sent row to the address;
+   the original Message-ID, else the latest sent row to the address; the row's
+   address is the one acted on;
 2. store the raw event once: a second delivery of the same provider event id
    (providers retry their webhooks) changes nothing;
 3. mark the ledger row (``email_messages.feedback``; a complaint is never
@@ -105,7 +106,9 @@ async def record(session: AsyncSession, event: Event, policy: Policy) -> Recorde
         raise ValueError(f"unknown feedback kind {event.kind!r} (one of {', '.join(KINDS)})")
     matched = await _match(session, event)
     ledger_id = matched[0] if matched else None
-    raw_address = event.address or (matched[1] if matched else None)
+    # The address we mail, when the row is known: a report may name where the
+    # message was forwarded to instead.
+    raw_address = matched[1] if matched else event.address
     address = suppressions.normalize(raw_address) if raw_address else None
     stored = await session.scalar(
         insert(FeedbackEvent)

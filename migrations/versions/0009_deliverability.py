@@ -7,7 +7,9 @@ Create Date: 2026-12-01
 Adds the suppression list, the raw bounce/complaint events (unique per
 provider event id), `email_messages.feedback`, the circuit breaker's columns on
 `promotion_runs` and `mail_rate_limits.slowed_until`. Every new column is
-nullable or has a constant default, so adding it rewrites no table.
+nullable or has a constant default, so adding it rewrites no table; the two
+indexes that match reports to ledger rows are built CONCURRENTLY, so upgrading a
+live database never blocks enqueueing.
 """
 
 from __future__ import annotations
@@ -99,9 +101,30 @@ def upgrade() -> None:
     for name in ("baseline_sample", "baseline_bounces", "baseline_complaints"):
         op.add_column("promotion_runs", _zero(name))
     op.add_column("mail_rate_limits", sa.Column("slowed_until", sa.DateTime(timezone=True)))
+    with op.get_context().autocommit_block():
+        op.create_index(
+            "ix_email_messages_message_id",
+            "email_messages",
+            ["message_id"],
+            postgresql_where=sa.text("message_id IS NOT NULL"),
+            postgresql_concurrently=True,
+            if_not_exists=True,
+        )
+        op.create_index(
+            "ix_email_messages_lower_to_address",
+            "email_messages",
+            [sa.text("lower(to_address)")],
+            postgresql_concurrently=True,
+            if_not_exists=True,
+        )
 
 
 def downgrade() -> None:
+    with op.get_context().autocommit_block():
+        for name in ("ix_email_messages_lower_to_address", "ix_email_messages_message_id"):
+            op.drop_index(
+                name, table_name="email_messages", postgresql_concurrently=True, if_exists=True
+            )
     op.drop_column("mail_rate_limits", "slowed_until")
     for name in (
         "baseline_complaints",
