@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from jobs.errors import ConfigError
 from jobs.feedback.breaker import Thresholds
 from jobs.feedback.events import Policy
 from jobs.feedback.verp import verp_key
@@ -42,4 +43,10 @@ def verp(settings: Settings) -> Verp | None:
         return None
     from jobs.promotions.unsubscribe import signing_key
 
+    if settings.SECRET_KEY is None and settings.DATABASE_URL is not None:
+        raise ConfigError(
+            "SECRET_KEY is not set: MAIL_BOUNCE_DOMAIN's return paths are signed with it, "
+            "and every worker and `jobs inbound` must share it; set it to at least 16 "
+            "random characters"
+        )
     return Verp(settings.MAIL_BOUNCE_DOMAIN, verp_key(signing_key(settings)))
