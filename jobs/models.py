@@ -132,14 +132,13 @@ class EmailMessage(Base):
             "created_at",
             postgresql_where=text("context IS NOT NULL"),
         ),
-        # Deliverability: a bounce or complaint names its message by Message-ID, or
-        # only by the address it went to (jobs.feedback.events).
+        # Deliverability: a bounce or complaint names its message by Message-ID
+        # (jobs.feedback.events).
         Index(
             "ix_email_messages_message_id",
             "message_id",
             postgresql_where=text("message_id IS NOT NULL"),
         ),
-        Index("ix_email_messages_lower_to_address", text("lower(to_address)")),
     )
 
     def __repr__(self) -> str:

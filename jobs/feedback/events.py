@@ -3,8 +3,8 @@
 `record` is the one entry point for every source (inbound reports, webhooks):
 
 1. match the ledger row: by the VERP reference when the source has one, else by
-   the original Message-ID, else the latest sent row to the address; the row's
-   address is the one acted on;
+   the original Message-ID, else the latest sent row to the user with that
+   address; the row's address is the one acted on;
 2. store the raw event once: a second delivery of the same provider event id
    (providers retry their webhooks) changes nothing;
 3. mark the ledger row (``email_messages.feedback``; a complaint is never
@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.feedback import breaker, suppressions
 from jobs.feedback.reports import COMPLAINT, HARD_BOUNCE, KINDS, SOFT_BOUNCE
-from jobs.models import EmailMessage, EmailStatus, FeedbackEvent, SuppressionReason
+from jobs.models import EmailMessage, EmailStatus, FeedbackEvent, SuppressionReason, User
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +76,12 @@ async def _match(session: AsyncSession, event: Event) -> tuple[int, str] | None:
         row = (await session.execute(query.limit(1))).first()
         if row is not None:
             return int(row[0]), str(row[1])
-    if event.address:
+    if event.address:  # through the user (indexed), not a scan of the ledger
         query = (
             select(*columns)
+            .join(User, User.id == EmailMessage.user_id)
             .where(
-                func.lower(EmailMessage.to_address) == suppressions.normalize(event.address),
+                func.lower(User.email) == suppressions.normalize(event.address),
                 EmailMessage.status == EmailStatus.SENT,
             )
             .order_by(EmailMessage.id.desc())

@@ -7,9 +7,9 @@ Create Date: 2026-12-01
 Adds the suppression list, the raw bounce/complaint events (unique per
 provider event id), `email_messages.feedback`, the circuit breaker's columns on
 `promotion_runs` and `mail_rate_limits.slowed_until`. Every new column is
-nullable or has a constant default, so adding it rewrites no table; the two
-indexes that match reports to ledger rows are built CONCURRENTLY, so upgrading a
-live database never blocks enqueueing.
+nullable or has a constant default, so adding it rewrites no table; the index
+that matches reports to ledger rows by Message-ID is built CONCURRENTLY, so
+upgrading a live database never blocks enqueueing.
 """
 
 from __future__ import annotations
@@ -110,21 +110,16 @@ def upgrade() -> None:
             postgresql_concurrently=True,
             if_not_exists=True,
         )
-        op.create_index(
-            "ix_email_messages_lower_to_address",
-            "email_messages",
-            [sa.text("lower(to_address)")],
-            postgresql_concurrently=True,
-            if_not_exists=True,
-        )
 
 
 def downgrade() -> None:
     with op.get_context().autocommit_block():
-        for name in ("ix_email_messages_lower_to_address", "ix_email_messages_message_id"):
-            op.drop_index(
-                name, table_name="email_messages", postgresql_concurrently=True, if_exists=True
-            )
+        op.drop_index(
+            "ix_email_messages_message_id",
+            table_name="email_messages",
+            postgresql_concurrently=True,
+            if_exists=True,
+        )
     op.drop_column("mail_rate_limits", "slowed_until")
     for name in (
         "baseline_complaints",
