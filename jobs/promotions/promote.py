@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.errors import UnknownCampaign
+from jobs.mail.address import ascii_domain
 from jobs.models import Campaign
 from jobs.promotions.fanout import Chunk, PromotionConfig, next_chunk
 from jobs.promotions.runs import Summary, open_run, remaining_recipients, summarize
@@ -38,6 +39,8 @@ def promotion_config(settings: Settings) -> PromotionConfig:
         unsubscribe_url=link,
         unsubscribe_mailto=settings.UNSUBSCRIBE_MAILTO,
         key=signing_key(settings),
+        list_domain=ascii_domain(settings.MAIL_FROM),
+        postal_address=settings.PROMOTION_POSTAL_ADDRESS,
     )
 
 

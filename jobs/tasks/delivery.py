@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.app import app
 from jobs.db import async_engine, database_url
+from jobs.db.installation import installation_id_async
 from jobs.errors import describe
 from jobs.mail import ledger
 from jobs.mail.config import MailConfig
@@ -73,11 +74,14 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
     report = Report()
     try:
         mail = MailConfig.from_settings(settings)
+        async with AsyncSession(async_engine(url)) as session:
+            installation = await installation_id_async(session, url)
         run = Delivery(
             mail=mail,
             pool=get_pool(mail.smtp, settings.MAIL_MAX_CONNECTIONS),
             limiter=RateLimiter(async_engine(url), settings.MAIL_RATE_LIMIT, mail.smtp.address),
             final_attempt=final,
+            installation=installation,
             interrupted=lambda: _interrupted(context, settings),
             batch_size=batch_size(settings.MAIL_RATE_LIMIT),
         )
