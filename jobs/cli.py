@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from jobs.mail.preview import Preview
+    from jobs.models import User
     from jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -268,8 +269,12 @@ def _context(value: str | None) -> dict[str, Any]:
     return context
 
 
-def _render_for(args: argparse.Namespace, to: str) -> Preview:
-    """What `preview` and `send-test` show or send: a template, or a campaign's promotion."""
+def _render_for(args: argparse.Namespace, to: str, *, sign: bool = False) -> Preview:
+    """What `preview` and `send-test` show or send: a template, or a campaign's promotion.
+
+    With ``sign``, a promotion to an existing user carries that user's real
+    unsubscribe link; otherwise its links carry a sample token.
+    """
     from jobs.mail.config import MailConfig
     from jobs.mail.preview import preview, preview_campaign
     from jobs.settings import get_settings
@@ -281,6 +286,7 @@ def _render_for(args: argparse.Namespace, to: str) -> Preview:
     from jobs.db import session_factory
     from jobs.promotions.campaigns import get_campaign
     from jobs.promotions.fanout import PromotionConfig
+    from jobs.promotions.unsubscribe import make_token, signing_key
 
     with session_factory(_url())() as session:
         campaign = get_campaign(session, args.campaign)
@@ -291,11 +297,24 @@ def _render_for(args: argparse.Namespace, to: str) -> Preview:
             frontend_url=frontend,
             unsubscribe_url=link,
             unsubscribe_mailto=settings.UNSUBSCRIBE_MAILTO,
-            key=b"",  # a preview signs nothing: its links carry a sample token
+            key=b"",  # signs nothing: see below
             list_domain=_domain(settings.MAIL_FROM),
             postal_address=settings.PROMOTION_POSTAL_ADDRESS,
         )
-        return preview_campaign(campaign, config, mail, to=to)
+        user = _user(session, to) if sign else None
+        if user is None:
+            return preview_campaign(campaign, config, mail, to=to)
+        token = make_token(signing_key(settings), user.id, user.email)
+        return preview_campaign(campaign, config, mail, to=to, username=user.username, token=token)
+
+
+def _user(session: Session, email: str) -> User | None:
+    from sqlalchemy import func, select
+
+    from jobs.models import User
+
+    query = select(User).where(func.lower(User.email) == email.strip().lower())
+    return session.scalars(query).one_or_none()
 
 
 def _domain(address: str) -> str:
@@ -336,7 +355,7 @@ def cmd_send_test(args: argparse.Namespace) -> int:
 
     if args.campaign is not None:
         args.template = "promotion"
-    shown = _render_for(args, args.to)
+    shown = _render_for(args, args.to, sign=True)
     mail = MailConfig.from_settings(get_settings())
     try:
         answer = asyncio.run(send_now(mail, shown.message))

@@ -39,8 +39,13 @@ _sync_jobs = JobManager(SyncPsycopgConnector())
 _async_jobs = JobManager(PsycopgConnector())
 
 
-def delivery_job(message_ids: list[int], *, priority: int = TRANSACTIONAL_PRIORITY) -> Job:
-    """The `email.deliver` job for ``message_ids``."""
+def delivery_job(
+    message_ids: list[int],
+    *,
+    priority: int = TRANSACTIONAL_PRIORITY,
+    scheduled_at: datetime | None = None,
+) -> Job:
+    """The `email.deliver` job for ``message_ids`` (due at ``scheduled_at``, None: now)."""
     return Job(
         id=None,
         queue=EMAIL_QUEUE,
@@ -49,6 +54,7 @@ def delivery_job(message_ids: list[int], *, priority: int = TRANSACTIONAL_PRIORI
         lock=None,
         queueing_lock=None,
         task_kwargs={"message_ids": list(message_ids)},
+        scheduled_at=scheduled_at,
     )
 
 
@@ -63,13 +69,16 @@ def defer_delivery(
 
 
 async def defer_delivery_async(
-    session: AsyncSession, message_ids: list[int], *, priority: int = TRANSACTIONAL_PRIORITY
+    session: AsyncSession,
+    message_ids: list[int],
+    *,
+    priority: int = TRANSACTIONAL_PRIORITY,
+    scheduled_at: datetime | None = None,
 ) -> int:
     """`defer_delivery` for an `AsyncSession`."""
     raw = (await (await session.connection()).get_raw_connection()).driver_connection
-    [job] = await _async_jobs.batch_defer_jobs_async(
-        [delivery_job(message_ids, priority=priority)], connection=raw
-    )
+    job = delivery_job(message_ids, priority=priority, scheduled_at=scheduled_at)
+    [job] = await _async_jobs.batch_defer_jobs_async([job], connection=raw)
     assert job.id is not None
     return job.id
 

@@ -229,3 +229,23 @@ def reset_retryable(ids: list[int]) -> Update:
         .values(status=EmailStatus.PENDING, failure_kind=None)
         .execution_options(synchronize_session=False)
     )
+
+
+_NOT_YET_DUE = (
+    select(EmailMessage.id, EmailMessage.not_before)
+    .where(
+        EmailMessage.id == _ids(),
+        EmailMessage.status == EmailStatus.PENDING,
+        EmailMessage.not_before > func.now(),
+    )
+    .order_by(EmailMessage.id)
+)
+
+
+async def not_yet_due(session: AsyncSession, ids: Sequence[int]) -> tuple[list[int], datetime]:
+    """The pending rows among ``ids`` whose ``not_before`` has not come (a job ran
+    early: a retry, a re-queue, another job's claim), and the earliest such time."""
+    rows = (await session.execute(_NOT_YET_DUE, {"ids": list(ids)})).all()
+    if not rows:
+        return [], datetime.max
+    return [row[0] for row in rows], min(row[1] for row in rows if row[1] is not None)

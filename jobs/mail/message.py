@@ -240,6 +240,8 @@ def address_header(name: str, address: str, display_name: str = "") -> str:
 
 def list_id_header(name: str, value: str) -> str:
     """``List-Id: phrase <list.id>`` (RFC 2919): the phrase written like a display name."""
+    if "<" not in value:
+        return unstructured(name, value)
     phrase, _, ident = value.rpartition("<")
     return _named(name, phrase, "<" + ident)
 
