@@ -87,11 +87,7 @@ class Outgoing:
     recipient: str
     data: bytes
     message_id: str
-
-    @property
-    def smtputf8(self) -> bool:
-        """Whether an address needs an SMTPUTF8 server (non-ASCII local part)."""
-        return not (self.sender.isascii() and self.recipient.isascii())
+    smtputf8: bool = False  # an address needs an SMTPUTF8 server (non-ASCII local part)
 
 
 def check_header(name: str, value: str) -> str:
@@ -337,7 +333,13 @@ def build_wire(
         + b"".join(delimiter + part for part in parts)
         + f"--{boundary}--\r\n".encode()
     )
-    return Outgoing(sender=envelope_sender, recipient=recipient, data=data, message_id=message_id)
+    return Outgoing(
+        sender=envelope_sender,
+        recipient=recipient,
+        data=data,
+        message_id=message_id,
+        smtputf8=not head.isascii(),  # only an address (From, To, Reply-To) can make it so
+    )
 
 
 def build_message(

@@ -66,7 +66,9 @@ async def send(smtp: aiosmtplib.SMTP, message: Outgoing) -> str:
         )
     except aiosmtplib.SMTPNotSupported as exc:
         if message.smtputf8:
-            address = message.recipient if not message.recipient.isascii() else message.sender
+            address = next(
+                (a for a in (message.recipient, message.sender) if not a.isascii()), "Reply-To"
+            )
             raise Rejected(
                 f"the server does not support SMTPUTF8, which the non-ASCII address "
                 f"{address} needs (it cannot be written in ASCII)"

@@ -154,6 +154,21 @@ def test_a_non_ascii_address_is_utf8_never_encoded() -> None:
     assert "To: ñandú@example.com\r\n".encode() in outgoing.data
 
 
+def test_a_non_ascii_reply_to_needs_smtputf8_too() -> None:
+    outgoing = build_wire(
+        sender="noreply@example.com",
+        sender_name="Shop",
+        to="ann@example.com",
+        subject="Hi",
+        text="t",
+        html="h",
+        message_id="<1@example.com>",
+        reply_to="josé@example.com",
+    )
+    assert outgoing.smtputf8
+    assert "Reply-To: josé@example.com\r\n".encode() in outgoing.data
+
+
 def test_an_idn_domain_goes_as_punycode_without_smtputf8() -> None:
     outgoing = build("Hi", "Shop", "ann@bücher.example")
     assert not outgoing.smtputf8
