@@ -50,6 +50,7 @@ _LONG_LINE = re.compile(rb"[^\n]{%d}" % (MAX_LINE + 1))
 _VERBATIM = re.compile(r"[!-~]+(?: [!-~]+)*")  # printable ASCII words, single spaces
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _SPACES = re.compile(" {2,}")
+_LIST_ITEMS = re.compile(r"(?<=>)\s*,\s*(?=<)")
 _EW_PREFIX = "=?utf-8?b?"
 _EW_OVERHEAD = len(_EW_PREFIX) + len("?=")
 
@@ -243,8 +244,11 @@ def list_id_header(name: str, value: str) -> str:
 
 
 def list_header(name: str, value: str) -> str:
-    """A list of ``<URL>`` items (List-Unsubscribe): folded after each comma only."""
-    items = [item.strip() for item in value.split(",")]
+    """A list of ``<URL>`` items (List-Unsubscribe): folded between items only, never
+    inside a URL (a line stays longer than 78 when one URL is)."""
+    items = [item.strip() for item in _LIST_ITEMS.split(value)]
+    if any(" " in item for item in items):  # not a plain list of <URL>s
+        return unstructured(name, value)
     words = [item + "," for item in items[:-1]] + [items[-1]]
     return f"{name}: {_fold(len(name) + 2, words)}\r\n"
 

@@ -179,6 +179,9 @@ def test_list_unsubscribe_folds_after_its_comma() -> None:
     url = "<https://example.com/unsubscribe?token=" + "t" * 60 + ">"
     outgoing = build("Hi", "Shop", "a@example.com", {"List-Unsubscribe": f"{url}, <mailto:u@x>"})
     assert f"List-Unsubscribe: {url},\r\n <mailto:u@x>\r\n".encode() in outgoing.data
+    comma = "<https://example.com/u?a=1,2>, <mailto:u@x>"
+    outgoing = build("Hi", "Shop", "a@example.com", {"List-Unsubscribe": comma})
+    assert f"List-Unsubscribe: {comma}\r\n".encode() in outgoing.data
 
 
 def test_a_subject_over_the_maximum_is_refused() -> None:
