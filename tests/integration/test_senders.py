@@ -228,3 +228,26 @@ async def test_a_non_ascii_address_needs_an_smtputf8_server(
     [raw] = received
     assert "To: ñandú@example.com\r\n".encode() in raw  # UTF-8 (RFC 6532), not an encoded-word
     assert EmailStatus.SENT.value == sent[0]
+
+
+async def test_the_async_api_takes_the_same_options(database_url: str) -> None:
+    from jobs.db import async_session_factory
+    from jobs.mail.enqueue import enqueue_email_async
+
+    async with async_session_factory(database_url)() as session, session.begin():
+        message = await enqueue_email_async(
+            session,
+            to="ann@example.com",
+            template="welcome",
+            context={"username": "Ann"},
+            idempotency_key="k",
+            delay=timedelta(hours=1),
+            reply_to="help@example.com",
+            headers={"X-Order": "42"},
+        )
+    assert message.idempotency_key == "user:k"
+    assert message.headers == {"X-Order": "42", "Reply-To": "help@example.com"}
+    assert message.not_before is not None
+    assert message.not_before > datetime.now(UTC) + timedelta(minutes=59)
+    due = "SELECT count(*) FROM procrastinate_jobs WHERE scheduled_at > now() + interval '59 min'"
+    assert count(database_url, due) == 1
