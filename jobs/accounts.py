@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -90,3 +90,9 @@ async def register_user_async(session: AsyncSession, *, email: str, username: st
     """`register_user` for an `AsyncSession`."""
     params = _params(email, username)
     return _registered((await session.scalars(_REGISTER, params)).one_or_none(), params)
+
+
+def user_by_email(session: Session, email: str, *, lock: bool = False) -> User | None:
+    """The user with ``email`` (case-insensitively), if any; ``lock`` takes a row lock."""
+    query = select(User).where(func.lower(User.email) == email.strip().lower())
+    return session.scalars(query.with_for_update() if lock else query).one_or_none()

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from jobs.mail.preview import Preview
-    from jobs.models import User
     from jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -283,44 +282,29 @@ def _render_for(args: argparse.Namespace, to: str, *, sign: bool = False) -> Pre
     mail = MailConfig.from_settings(settings)
     if args.campaign is None:
         return preview(args.template, _context(args.context), mail, to=to)
+    from jobs.accounts import user_by_email
     from jobs.db import session_factory
     from jobs.promotions.campaigns import get_campaign
-    from jobs.promotions.fanout import PromotionConfig
+    from jobs.promotions.promote import promotion_config
     from jobs.promotions.unsubscribe import make_token, signing_key
 
     with session_factory(_url())() as session:
         campaign = get_campaign(session, args.campaign)
-        frontend = str(settings.FRONTEND_URL).rstrip("/")
-        link = str(settings.UNSUBSCRIBE_URL or frontend + "/unsubscribe")
-        config = PromotionConfig(
-            chunk_size=1,
-            frontend_url=frontend,
-            unsubscribe_url=link,
-            unsubscribe_mailto=settings.UNSUBSCRIBE_MAILTO,
-            key=b"",  # signs nothing: see below
-            list_domain=_domain(settings.MAIL_FROM),
-            postal_address=settings.PROMOTION_POSTAL_ADDRESS,
-        )
-        user = _user(session, to) if sign else None
-        if user is None:
-            return preview_campaign(campaign, config, mail, to=to)
-        token = make_token(signing_key(settings), user.id, user.email)
-        return preview_campaign(campaign, config, mail, to=to, username=user.username, token=token)
-
-
-def _user(session: Session, email: str) -> User | None:
-    from sqlalchemy import func, select
-
-    from jobs.models import User
-
-    query = select(User).where(func.lower(User.email) == email.strip().lower())
-    return session.scalars(query).one_or_none()
-
-
-def _domain(address: str) -> str:
-    from jobs.mail.address import ascii_domain
-
-    return ascii_domain(address)
+        user = user_by_email(session, to) if sign else None
+    config = promotion_config(settings, key=b"")  # signs nothing: tokens are made below
+    template, context = args.template or "promotion", _context(args.context)
+    if user is None:  # a sample token
+        return preview_campaign(campaign, config, mail, to=to, template=template, context=context)
+    return preview_campaign(
+        campaign,
+        config,
+        mail,
+        to=to,
+        username=user.username,
+        token=make_token(signing_key(settings), user.id, user.email),
+        template=template,
+        context=context,
+    )
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -329,8 +313,6 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if args.template is None and args.campaign is None:
         print("jobs: error: give a TEMPLATE or --campaign NAME", file=sys.stderr)
         return 2
-    if args.campaign is not None:
-        args.template = "promotion"
     shown = _render_for(args, args.to)
     if args.out is None:
         print(f"Subject: {shown.subject}\n\n--- text ---\n{shown.text}\n--- html ---\n{shown.html}")
@@ -353,8 +335,6 @@ def cmd_send_test(args: argparse.Namespace) -> int:
     from jobs.mail.preview import send_now
     from jobs.settings import get_settings
 
-    if args.campaign is not None:
-        args.template = "promotion"
     shown = _render_for(args, args.to, sign=True)
     mail = MailConfig.from_settings(get_settings())
     try:
@@ -486,7 +466,9 @@ def _promotion_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     preview.add_argument("template", nargs="?", help="a template name, e.g. welcome")
     preview.add_argument("--context", metavar="JSON", help="the template's context")
-    preview.add_argument("--campaign", metavar="NAME", help="a campaign's promotion instead")
+    preview.add_argument(
+        "--campaign", metavar="NAME", help="a campaign's promotion (TEMPLATE default: promotion)"
+    )
     preview.add_argument("--out", metavar="DIR", help="write the files here instead of printing")
     preview.add_argument(
         "--to", default="recipient@example.com", metavar="ADDR", help=argparse.SUPPRESS

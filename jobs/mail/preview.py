@@ -77,15 +77,19 @@ def preview_campaign(
     to: str,
     username: str = "Ann",
     token: str = SAMPLE_TOKEN,
+    template: str = PROMOTION_TEMPLATE,
+    context: Mapping[str, Any] | None = None,
 ) -> Preview:
-    """The promotion of ``campaign`` as one recipient gets it (``token`` signs their link)."""
+    """The promotion of ``campaign`` as one recipient gets it (``token`` signs their
+    link), with ``template`` and ``context`` laid over the campaign's own if given."""
     context = {
         **campaign_context(campaign, config),
         "username": username,
         "unsubscribe_url": config.token_prefix + token,
+        **(context or {}),
     }
     return preview(
-        PROMOTION_TEMPLATE,
+        template,
         context,
         mail,
         to=to,

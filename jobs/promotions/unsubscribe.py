@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from sqlalchemy import Update, func, select, update
+from sqlalchemy import Update, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -204,8 +204,9 @@ async def unsubscribe_async(
 
 
 def _user_by_email(session: Session, email: str) -> User:
-    query = select(User).where(func.lower(User.email) == email.strip().lower())
-    user = session.scalars(query.with_for_update()).one_or_none()
+    from jobs.accounts import user_by_email
+
+    user = user_by_email(session, email, lock=True)
     if user is None:
         raise UnknownUser(f"no user with email {email.strip()!r}")
     return user

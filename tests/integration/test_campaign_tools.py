@@ -184,3 +184,16 @@ def test_the_worker_warns_when_promotions_have_no_postal_address(
     get_settings.cache_clear()
     cli._check_task_settings(get_settings(), None)
     assert "PROMOTION_POSTAL_ADDRESS" not in caplog.text
+
+
+def test_preview_a_campaign_in_a_template_of_your_own(
+    database_url: str, tmp_path: Path, env: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "deal.txt").write_text("{{ promotion_title }} for {{ username }}: {{ extra }}\n")
+    (tmp_path / "deal.html").write_text("<p>{{ promotion_title }}</p>\n")
+    env(MAIL_TEMPLATE_DIR=str(tmp_path))  # type: ignore[operator]  # the env fixture
+    argv = ["preview", "deal", "--campaign", "default", "--context", '{"extra": "today"}']
+    assert cli.main(argv) == 0
+    shown = _out(capsys)
+    assert shown.startswith("Subject: Special Promotion Just For You!\n")
+    assert "Special Offer Today! for Ann: today" in shown
