@@ -175,17 +175,15 @@ def _fold(prefix: int, words: list[str]) -> str:
 
 
 def _first_room(prefix: int) -> int:
-    """How long the first encoded-word after ``prefix`` characters may be (0: next line)."""
-    room = min(MAX_ENCODED_WORD, FOLD_AT - prefix)
-    return room if room >= _EW_OVERHEAD + 8 else 0
+    """How long the first encoded-word after ``prefix`` characters may be: what is left
+    of 78, but room for one character at least (a long field name makes a longer line:
+    starting on the next line would add a leading space that readers keep)."""
+    return max(min(MAX_ENCODED_WORD, FOLD_AT - prefix), _EW_OVERHEAD + 8)
 
 
 def _encoded(prefix: int, value: str) -> str:
     """``value`` as encoded-words, one per line, starting after ``prefix`` characters."""
-    first = _first_room(prefix)
-    if first == 0:
-        return "\r\n " + "\r\n ".join(_encoded_words(value, MAX_ENCODED_WORD))
-    return "\r\n ".join(_encoded_words(value, first))
+    return "\r\n ".join(_encoded_words(value, _first_room(prefix)))
 
 
 def _verbatim(name: str, value: str) -> bool:
@@ -214,8 +212,7 @@ def _phrase(name: str, prefix: int) -> list[str]:
     if _VERBATIM.fullmatch(name) and "=?" not in name and prefix + len(name) + 2 <= FOLD_AT:
         escaped = name.replace("\\", "\\\\").replace('"', '\\"')
         return [f'"{escaped}"']
-    first = _first_room(prefix)
-    return _encoded_words(name, first or MAX_ENCODED_WORD)
+    return _encoded_words(name, _first_room(prefix))
 
 
 def _named(name: str, display_name: str, bracketed: str) -> str:
