@@ -14,7 +14,7 @@ import pytest
 
 from jobs import cli
 from jobs.dev.sink import Sink
-from jobs.promotions.unsubscribe import _derive, make_token
+from jobs.promotions.unsubscribe import make_token, signing_key
 from jobs.settings import get_settings
 from tests.conftest import count, faults
 from tests.integration.test_promotion import SECRET, add_users
@@ -119,7 +119,7 @@ def test_send_test_sends_one_email_now_and_prints_the_answer(
     assert count(database_url, "SELECT count(*) FROM email_messages") == 0  # no queue
     add_users(database_url, 1)  # a user gets their own, working unsubscribe link
     assert cli.main(["send-test", "--to", "u0@example.com", "--campaign", "default"]) == 0
-    token = make_token(_derive(SECRET.encode()), 1, "u0@example.com")
+    token = make_token(signing_key(get_settings()), 1, "u0@example.com")
     assert f"token={token}" in faults(smtp).parsed()[2]["List-Unsubscribe"]
     faults(smtp).refuse["me@example.com"] = "550 5.1.1 no such user"
     assert cli.main(["send-test", "--to", "me@example.com", "--campaign", "default"]) == 1
@@ -137,7 +137,7 @@ def test_unsubscribe_by_link_token_or_address_and_resubscribe(
     database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     add_users(database_url, 1)
-    token = make_token(_derive(SECRET.encode()), 1, "u0@example.com")
+    token = make_token(signing_key(get_settings()), 1, "u0@example.com")
     link = f"https://shop.example.com/unsubscribe?token={token}"
     assert cli.main(["unsubscribe", link]) == 0
     assert "user 1 (u0@example.com) unsubscribed from promotions" in _out(capsys)
@@ -159,7 +159,7 @@ def test_rotated_secret_key_keeps_old_links_valid(
     database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     add_users(database_url, 1)
-    old = make_token(_derive(SECRET.encode()), 1, "u0@example.com")
+    old = make_token(signing_key(get_settings()), 1, "u0@example.com")
     monkeypatch.setenv("SECRET_KEY", "a-brand-new-secret-key-0987654321")
     get_settings.cache_clear()
     assert cli.main(["unsubscribe", old]) == 2  # no fallback: the old link is refused
