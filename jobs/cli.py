@@ -439,7 +439,9 @@ def cmd_resubscribe(args: argparse.Namespace) -> int:
 
 
 def _promotion_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    campaigns = sub.add_parser("campaigns", help="list, add, enable or disable campaigns")
+    campaigns = sub.add_parser(
+        "campaigns", help="list, show, add, edit, enable, disable or delete campaigns"
+    )
     actions = campaigns.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("list", help="list the campaigns (the default)")
     add = actions.add_parser("add", help="add a campaign")
