@@ -251,3 +251,53 @@ async def test_the_async_api_takes_the_same_options(database_url: str) -> None:
     assert message.not_before > datetime.now(UTC) + timedelta(minutes=59)
     due = "SELECT count(*) FROM procrastinate_jobs WHERE scheduled_at > now() + interval '59 min'"
     assert count(database_url, due) == 1
+
+
+def test_the_upgrade_moves_existing_caller_keys_and_makes_an_installation_id(
+    database_url: str,
+) -> None:
+    from alembic import command
+
+    from jobs.db.migrations import alembic_config
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    command.upgrade(alembic_config(database_url), "0007")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO users (id, email, username) OVERRIDING SYSTEM VALUE"
+            " VALUES (42, 'ann@example.com', 'ann')"
+        )
+        conn.execute(
+            "INSERT INTO promotion_runs (id, campaign_id, period) OVERRIDING SYSTEM VALUE"
+            " VALUES (3, 1, now())"
+        )
+        rows = [
+            ("welcome:42", 42, None),  # register_user's own
+            ("welcome:7", None, None),  # an application's key that looks like one
+            ("signup:1", None, None),
+            ("promotion:3:42", 42, 3),
+            ("email:4c0ffee0-0000-4000-8000-000000000000", None, None),
+        ]
+        for key, user_id, run_id in rows:
+            conn.execute(
+                "INSERT INTO email_messages (idempotency_key, kind, user_id, to_address, template,"
+                " promotion_run_id) VALUES (%s, 't', %s, 'a@example.com', 'welcome', %s)",
+                (key, user_id, run_id),
+            )
+    migrate(database_url)
+    with psycopg.connect(database_url) as conn:
+        keys = [
+            k for (k,) in conn.execute("SELECT idempotency_key FROM email_messages ORDER BY id")
+        ]
+        installation = conn.execute("SELECT installation_id FROM installation").fetchall()
+    assert keys == [
+        "welcome:42",
+        "user:welcome:7",
+        "user:signup:1",
+        "promotion:3:42",
+        "email:4c0ffee0-0000-4000-8000-000000000000",
+    ]
+    [(installation_id,)] = installation
+    assert len(installation_id) == 32
