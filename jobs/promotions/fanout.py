@@ -9,6 +9,7 @@ chunk (``ON CONFLICT DO NOTHING RETURNING id``), one defer. No ORM object per us
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,7 +61,8 @@ class Chunk:
 
 def list_id(campaign: Campaign, domain: str) -> str:
     """The campaign's ``List-Id`` (RFC 2919): its name and ``<slug.domain>``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", campaign.name.lower()).strip("-")[:60].strip("-")
+    ascii_name = unicodedata.normalize("NFKD", campaign.name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60].strip("-")
     return f"{campaign.name} <{slug or f'campaign-{campaign.id}'}.{domain}>"
 
 
