@@ -46,7 +46,7 @@ MAX_LINE = 998  # RFC 5322 line limit, without CRLF
 FOLD_AT = 78  # RFC 5322: lines SHOULD be at most 78 characters
 MAX_ENCODED_WORD = 75  # RFC 2047 §2
 MAX_SUBJECT_LENGTH = 500  # characters; longer subjects are refused at enqueue
-_LONG_LINE = re.compile(rb"[^\n]{%d}" % (MAX_LINE + 1))
+_LONG_LINE = re.compile(rb"[^\n]{%d}" % (FOLD_AT + 1))  # body lines too: 78 (RFC 5322 §2.1.1)
 _VERBATIM = re.compile(r"[!-~]+(?: [!-~]+)*")  # printable ASCII words, single spaces
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _SPACES = re.compile(" {2,}")

@@ -43,7 +43,7 @@ def build(subject: str, name: str, to: str, extra: dict[str, str] | None = None)
         to=to,
         subject=subject,
         text="plain " * 40,
-        html="<p>html</p>",
+        html="<p>" + "html " * 100 + "</p>",
         message_id=message_id_for("k", "noreply@example.com", "install"),
         headers=extra,
         reply_to="support@example.com",
@@ -75,8 +75,9 @@ def display_name(outgoing: Outgoing, parsed: Address) -> str:
 
 
 def check_limits(outgoing: Outgoing) -> None:
-    head = outgoing.data.split(b"\r\n\r\n", 1)[0]
+    head, body = outgoing.data.split(b"\r\n\r\n", 1)
     assert b"\n" not in head.replace(b"\r\n", b"")
+    assert all(len(line) <= 78 for line in body.split(b"\r\n"))
     lines = head.split(b"\r\n")
     for line in lines:
         assert len(line) <= 998
