@@ -54,6 +54,7 @@ class MailConfig:
     sender_name: str
     template_dirs: tuple[Path, ...]
     template_globals: dict[str, Any] = field(default_factory=dict)
+    reply_to: str | None = None  # MAIL_REPLY_TO: Reply-To of every email that sets none
     verp: Verp | None = None  # MAIL_BOUNCE_DOMAIN: the envelope sender names the row
     stream: str = "default"  # "bulk": promotions on their own server (MAIL_BULK_*)
     rate_limit: float | None = None  # this stream's messages/second (its own budget)
@@ -82,6 +83,7 @@ class MailConfig:
             sender_name=settings.MAIL_FROM_NAME,
             template_dirs=search_path(settings.MAIL_TEMPLATE_DIR),
             template_globals={"frontend_url": str(settings.FRONTEND_URL).rstrip("/")},
+            reply_to=settings.MAIL_REPLY_TO,
             verp=verp(settings),
             rate_limit=settings.MAIL_RATE_LIMIT,
             domain_limits=settings.domain_rate_limits,

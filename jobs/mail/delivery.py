@@ -56,6 +56,7 @@ class Delivery:
     pool: SmtpPool
     limiter: RateLimiter
     final_attempt: bool
+    installation: str  # mixed into every Message-ID (jobs.db.installation)
     interrupted: Callable[[], str] = lambda: "delivery interrupted"
     batch_size: int = BATCH_SIZE
     breaker: Thresholds | None = None  # promotion chunks: the circuit breaker
@@ -83,7 +84,7 @@ class Report:
         return {"sent": self.sent, "failed": self.failed, "suppressed": self.suppressed}
 
 
-def compose(row: Pending, mail: MailConfig) -> tuple[Outgoing, str]:
+def compose(row: Pending, mail: MailConfig, installation: str) -> tuple[Outgoing, str]:
     """Render and build the MIME message for one row; returns it and its subject."""
     context = {**mail.template_globals, **(row.context or {})}
     rendered = render(row.template, context, mail.template_dirs)
@@ -97,8 +98,9 @@ def compose(row: Pending, mail: MailConfig) -> tuple[Outgoing, str]:
         subject=subject,
         text=rendered.text,
         html=rendered.html,
-        message_id=message_id_for(row.idempotency_key, mail.sender),
+        message_id=message_id_for(row.idempotency_key, mail.sender, installation),
         headers=row.headers,
+        reply_to=mail.reply_to,
     )
     if mail.verp is not None:  # bounces come back naming this row
         message = replace(message, sender=return_path(mail.verp.key, row.id, mail.verp.domain))
@@ -131,7 +133,7 @@ async def send_all(
                 return
             outcome = outcomes[row.id] = Outcome(row.id)
             try:
-                message, outcome.subject = compose(row, run.mail)
+                message, outcome.subject = compose(row, run.mail, run.installation)
             except Exception as exc:  # a bad template or address fails this message only
                 reason = str(exc) if isinstance(exc, JobsError) else describe(exc)
                 _fail(outcome, FailureKind.INVALID, reason)

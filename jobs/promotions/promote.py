@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.errors import UnknownCampaign
 from jobs.feedback.breaker import cancel_run, resume_run
+from jobs.mail.address import ascii_domain
 from jobs.mail.enqueue import defer_delivery_async
 from jobs.models import Campaign, PromotionRun
 from jobs.promotions.fanout import Chunk, PromotionConfig, next_chunk
@@ -29,8 +30,11 @@ logger = logging.getLogger(__name__)
 Sessions = async_sessionmaker[AsyncSession]
 
 
-def promotion_config(settings: Settings) -> PromotionConfig:
-    """`PromotionConfig` from the settings; `ConfigError` if no signing key is available."""
+def promotion_config(settings: Settings, *, key: bytes | None = None) -> PromotionConfig:
+    """`PromotionConfig` from the settings; `ConfigError` if no signing key is available.
+
+    ``key`` replaces the signing key (a preview, which signs nothing, passes ``b""``).
+    """
     frontend = str(settings.FRONTEND_URL).rstrip("/")
     link = str(settings.UNSUBSCRIBE_URL) if settings.UNSUBSCRIBE_URL else frontend + "/unsubscribe"
     if not link.startswith("https://"):
@@ -40,7 +44,9 @@ def promotion_config(settings: Settings) -> PromotionConfig:
         frontend_url=frontend,
         unsubscribe_url=link,
         unsubscribe_mailto=settings.UNSUBSCRIBE_MAILTO,
-        key=signing_key(settings),
+        key=signing_key(settings) if key is None else key,
+        list_domain=ascii_domain(settings.MAIL_FROM),
+        postal_address=settings.PROMOTION_POSTAL_ADDRESS,
     )
 
 
