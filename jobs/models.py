@@ -20,7 +20,7 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -130,6 +130,8 @@ class EmailMessage(Base):
             "created_at",
             postgresql_where=text("context IS NOT NULL"),
         ),
+        # The dashboard and `jobs emails --to`: a recipient's emails, case-insensitively.
+        Index("ix_email_messages_to_address_lower", text("lower(to_address)"), "id"),
     )
 
     def __repr__(self) -> str:
@@ -253,3 +255,22 @@ class JobRecovery(Base):
 
     def __repr__(self) -> str:
         return f"JobRecovery(job_id={self.job_id!r}, recoveries={self.recoveries!r})"
+
+
+# Web ---------------------------------------------------------------
+
+
+class WorkerInfo(Base):
+    """Where a running `jobs worker` runs and what it serves, keyed by procrastinate's
+    worker id (``procrastinate_workers`` has only an id and a heartbeat)."""
+
+    __tablename__ = "worker_info"
+
+    worker_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int]
+    queues: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    def __repr__(self) -> str:
+        return f"WorkerInfo(worker_id={self.worker_id!r}, host={self.host!r}, pid={self.pid!r})"

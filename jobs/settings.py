@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from jobs.errors import ConfigError
 
 # Variables whose values are never echoed back in an error message.
-_SENSITIVE = frozenset({"DATABASE_URL", "MAIL_PASSWORD", "SECRET_KEY", "REDIS_URL"})
+_SENSITIVE = frozenset({"DATABASE_URL", "MAIL_PASSWORD", "SECRET_KEY", "REDIS_URL", "WEB_PASSWORD"})
 _PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     PROMOTION_CRON: str = "0 9 * * *"  # UTC; 6 fields = seconds last
     PROMOTION_SCHEDULE_ENABLED: bool = True  # false: only `jobs promote` runs them
     PROMOTION_CHUNK_SIZE: Annotated[int, Field(ge=1, le=10_000)] = 500
-    UNSUBSCRIBE_URL: AnyHttpUrl | None = None  # default FRONTEND_URL/unsubscribe
+    UNSUBSCRIBE_URL: AnyHttpUrl | None = None  # default WEB_BASE_URL or FRONTEND_URL + /unsubscribe
     UNSUBSCRIBE_MAILTO: str | None = None
 
     @field_validator("PROMOTION_CRON")
@@ -129,6 +129,28 @@ class Settings(BaseSettings):
     JOB_MAX_RECOVERIES: Annotated[int, Field(ge=0, le=100)] = 3
     JOB_RETENTION_DAYS: Annotated[int, Field(ge=1)] = 7
     LEDGER_CONTEXT_DAYS: Annotated[int, Field(ge=0)] = 30  # 0 keeps contexts forever
+
+    # --- Web: `jobs web` (unsubscribe endpoint, operator dashboard) ---------------
+    WEB_HOST: str = "127.0.0.1"
+    WEB_PORT: Port = 8000
+    # Where `jobs web` is reachable from outside, e.g. https://example.com/jobs: promotions
+    # link to WEB_BASE_URL/unsubscribe unless UNSUBSCRIBE_URL says otherwise.
+    WEB_BASE_URL: AnyHttpUrl | None = None
+    WEB_USERNAME: str | None = None
+    WEB_PASSWORD: SecretStr | None = None
+
+    @field_validator("WEB_BASE_URL", "WEB_USERNAME", "WEB_PASSWORD", mode="before")
+    @classmethod
+    def _blank_web_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _web_credentials_paired(self) -> Settings:
+        if (self.WEB_USERNAME is None) != (self.WEB_PASSWORD is None):
+            raise ValueError("WEB_USERNAME and WEB_PASSWORD go together: set both or neither")
+        return self
+
+    # --- end Web ------------------------------------------------------------------
 
     @field_validator("DATABASE_URL")
     @classmethod

@@ -42,6 +42,7 @@ class Status:
     tasks: list[TaskRow]
     ledger: monitor.Ledger
     promotion_runs: list[dict[str, Any]]
+    unserved: list[str]  # queues with due jobs and no live worker serving them
 
 
 def _rate(counts: monitor.Counts, window: str) -> float | None:
@@ -70,14 +71,16 @@ def collect(session: Session, *, stalled_after: float, queues: Iterable[str] = (
         TaskRow(task, counts, {w: _rate(counts, w) for w in monitor.WINDOWS})
         for task, counts in sorted(by_task.items())
     ]
+    workers = monitor.workers(session, stalled_after=stalled_after)
     return Status(
         generated_at=datetime.now(UTC),
         stalled_after=stalled_after,
         queues=queue_rows,
-        workers=monitor.workers(session, stalled_after=stalled_after),
+        workers=workers,
         tasks=task_rows,
         ledger=monitor.ledger(session),
         promotion_runs=monitor.promotion_runs(session),
+        unserved=monitor.unserved_queues(now.due, workers),
     )
 
 
