@@ -172,3 +172,9 @@ def resubscribe(session: Session, token: str, *, key: bytes | None = None) -> bo
     was = user.unsubscribed_at is not None
     user.unsubscribed_at = None
     return was
+
+
+def check_token(session: Session, token: str, *, key: bytes) -> str:
+    """The address ``token`` unsubscribes (changing nothing); `InvalidUnsubscribeToken` if bad."""
+    user = _verify(key, token, session.get(User, token_user_id(token)))
+    return user.email

@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from jobs.errors import InvalidUnsubscribeToken
 from jobs.promotions.unsubscribe import (
     Unsubscribed,
+    check_token,
     resubscribe,
     token_user_id,
     unsubscribe,
@@ -58,9 +59,18 @@ async def _token(request: Request) -> str:
 
 async def page(request: Request) -> Response:
     token = await _token(request)
-    if request.method == "GET":
-        return render(request, "unsubscribe.html", {"token": token})
     config = web(request)
+    if request.method == "GET":
+
+        def check() -> str:
+            with config.sessions() as session:
+                return check_token(session, token, key=config.key)
+
+        try:
+            email = await run_in_threadpool(check)
+        except InvalidUnsubscribeToken:
+            raise HTTPException(400, _BAD_TOKEN) from None
+        return render(request, "unsubscribe.html", {"token": token, "email": email})
 
     def apply() -> Unsubscribed:
         with config.sessions() as session, session.begin():
