@@ -346,7 +346,7 @@ def test_browsing_queries_on_a_job(database_url: str) -> None:
         assert sorted(carried) == [(7, job_id), (8, None)]
         session.execute(text("UPDATE procrastinate_jobs SET status = 'doing'"))
         session.execute(queue_sql.FAIL_JOB, {"job_id": job_id})
-        [(minute, type_, n)] = session.execute(queue_sql.THROUGHPUT).all()
+        [(_minute, type_, n)] = session.execute(queue_sql.THROUGHPUT).all()
         assert (type_, n) == ("failed", 1)
 
         worker_id = session.execute(
