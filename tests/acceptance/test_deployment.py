@@ -42,7 +42,7 @@ def test_every_command_compose_runs_is_a_real_jobs_subcommand() -> None:
     services = _compose()["services"]
     assert _entrypoint() == ["jobs"]
     ours = {name: s for name, s in services.items() if "build" in s}
-    assert set(ours) == {"migrate", "worker"}
+    assert set(ours) == {"migrate", "worker", "web"}
     for name, service in ours.items():
         command = service["command"]
         assert command[0] in _subcommands(), f"{name}: {command}"
