@@ -220,22 +220,27 @@ SELECT e.type::text AS type, e.at FROM procrastinate_events e
  WHERE e.job_id = :job_id ORDER BY e.at, e.id
 """)
 
-# The delivery job that carries each ledger row (jobs_procrastinate_jobs_message_ids_idx).
+# The delivery job that carries each ledger row (jobs_procrastinate_jobs_message_ids_idx, a
+# GIN index on the jobs of task 'email.deliver': the literal lets any plan use it).
 JOBS_OF_MESSAGES = text("""
-SELECT m.id AS message_id, (SELECT j.id FROM procrastinate_jobs j
-                             WHERE j.task_name = :task
-                               AND j.args -> 'message_ids' @> jsonb_build_array(m.id)
-                             ORDER BY j.id DESC LIMIT 1) AS job_id
+SELECT m.id AS message_id, max(j.id) AS job_id
   FROM unnest(CAST(:message_ids AS bigint[])) AS m(id)
+  LEFT JOIN procrastinate_jobs j
+    ON j.task_name = 'email.deliver' AND j.args -> 'message_ids' @> jsonb_build_array(m.id)
+ GROUP BY m.id
 """)
 
-# Outcome events per minute over the last hour (jobs_procrastinate_events_outcome_at_idx).
+# Outcome events per minute, queue and task over the last hour (the dashboard's chart and
+# its 1 h counts): jobs_procrastinate_events_outcome_at_idx, then one job lookup per event.
 THROUGHPUT = text("""
-SELECT date_trunc('minute', e.at) AS minute, e.type::text AS type, count(*) AS n
+SELECT date_trunc('minute', e.at) AS minute, j.queue_name, j.task_name,
+       e.type::text AS type, count(*) AS n
   FROM procrastinate_events e
+ CROSS JOIN LATERAL (SELECT queue_name, task_name FROM procrastinate_jobs
+                      WHERE id = e.job_id LIMIT 1) j
  WHERE e.type IN ('succeeded', 'failed', 'deferred_for_retry')
    AND e.at >= date_trunc('minute', now()) - interval '59 minutes'
- GROUP BY 1, 2
+ GROUP BY 1, 2, 3, 4
 """)
 
 # `jobs worker` says where it runs; rows of workers procrastinate has pruned go.

@@ -18,7 +18,6 @@ from jobs.mail import ledger
 from jobs.models import Campaign, EmailMessage, EmailStatus, PromotionRun
 from jobs.results.state import Result
 from jobs.results.store import read_result
-from jobs.tasks import DELIVER_TASK
 
 _CUSTOM_PLANS = text("SET LOCAL plan_cache_mode = force_custom_plan")
 
@@ -216,5 +215,5 @@ def job_ids_of(session: Session, message_ids: list[int]) -> dict[int, int]:
     """message id -> the id of the delivery job carrying it (when it still exists)."""
     if not message_ids:
         return {}
-    params = {"task": DELIVER_TASK, "message_ids": message_ids}
-    return {int(m): int(j) for m, j in session.execute(JOBS_OF_MESSAGES, params) if j is not None}
+    rows = session.execute(JOBS_OF_MESSAGES, {"message_ids": message_ids})
+    return {int(m): int(j) for m, j in rows if j is not None}

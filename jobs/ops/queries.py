@@ -158,6 +158,29 @@ def promotion_runs(session: Session, *, limit: int = 5) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in session.execute(_RUNS, {"n": limit})]
 
 
-def throughput(session: Session) -> list[tuple[datetime, str, int]]:
-    """(minute, event type, count) of job outcomes over the last hour."""
-    return [(minute, str(type_), int(n)) for minute, type_, n in session.execute(THROUGHPUT)]
+@dataclass(frozen=True)
+class Minute:
+    minute: datetime
+    queue: str
+    task: str
+    type: str  # procrastinate's event type: succeeded, failed, deferred_for_retry
+    n: int
+
+
+def throughput(session: Session) -> list[Minute]:
+    """Job outcomes per minute, queue and task over the last hour."""
+    return [
+        Minute(minute, queue, task, str(type_), int(n))
+        for minute, queue, task, type_, n in session.execute(THROUGHPUT)
+    ]
+
+
+def last_hour(minutes: list[Minute]) -> tuple[dict[str, Counts], dict[str, Counts]]:
+    """`outcomes` for the last hour only, from `throughput` (its 24 h counts stay 0)."""
+    by_queue: dict[str, Counts] = {}
+    by_task: dict[str, Counts] = {}
+    for m in minutes:
+        name = OUTCOME_NAMES[m.type]
+        for key, table in ((m.queue, by_queue), (m.task, by_task)):
+            table.setdefault(key, empty_counts())[name]["1h"] += m.n
+    return by_queue, by_task

@@ -50,10 +50,23 @@ def _rate(counts: monitor.Counts, window: str) -> float | None:
     return None if done == 0 else counts["failed"][window] / done
 
 
-def collect(session: Session, *, stalled_after: float, queues: Iterable[str] = ()) -> Status:
-    """Everything `jobs status` shows; ``queues`` are listed even when empty."""
+def collect(
+    session: Session,
+    *,
+    stalled_after: float,
+    queues: Iterable[str] = (),
+    minutes: list[monitor.Minute] | None = None,
+) -> Status:
+    """Everything `jobs status` shows; ``queues`` are listed even when empty.
+
+    With ``minutes`` (`monitor.throughput`), the rates cover the last hour only (the
+    dashboard's overview): the 24 h counts, which cost a day of events, stay 0.
+    """
     now = monitor.gauges(session, stalled_after=stalled_after)
-    by_queue, by_task = monitor.outcomes(session)
+    if minutes is None:
+        by_queue, by_task = monitor.outcomes(session)
+    else:
+        by_queue, by_task = monitor.last_hour(minutes)
     names = sorted({*queues, *(q for q, _ in now.jobs), *by_queue})
     queue_rows = [
         QueueRow(

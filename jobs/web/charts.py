@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from jobs.ops.queries import Minute
+
 WIDTH = 600
 HEIGHT = 120
 MINUTES = 60
@@ -34,21 +36,21 @@ class Chart:
     retried: int
 
 
-def throughput(rows: Iterable[tuple[datetime, str, int]], now: datetime) -> Chart:
+def throughput(rows: Iterable[Minute], now: datetime) -> Chart:
     """Succeeded (and failed + retried, stacked on top) per minute over the last hour."""
     start = now.replace(second=0, microsecond=0) - timedelta(minutes=MINUTES - 1)
     ok = [0] * MINUTES
     bad = [0] * MINUTES
     totals = {"succeeded": 0, "failed": 0, "deferred_for_retry": 0}
-    for minute, type_, n in rows:
-        index = int((minute - start).total_seconds() // 60)
+    for row in rows:
+        index = int((row.minute - start).total_seconds() // 60)
         if not 0 <= index < MINUTES:
             continue
-        totals[type_] = totals.get(type_, 0) + int(n)
-        if type_ == "succeeded":
-            ok[index] += int(n)
+        totals[row.type] = totals.get(row.type, 0) + row.n
+        if row.type == "succeeded":
+            ok[index] += row.n
         else:
-            bad[index] += int(n)
+            bad[index] += row.n
     peak = max((a + b for a, b in zip(ok, bad, strict=True)), default=0)
     scale = (HEIGHT - 4) / peak if peak else 0.0
     step = WIDTH / MINUTES

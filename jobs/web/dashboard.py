@@ -102,13 +102,14 @@ async def overview(request: Request) -> Response:
     settings = web(request).settings
 
     def collect(session: Session) -> dict[str, Any]:
+        minutes = monitor.throughput(session)
         snapshot = status.collect(
-            session, stalled_after=settings.WORKER_STALLED_AFTER, queues=QUEUES
+            session, stalled_after=settings.WORKER_STALLED_AFTER, queues=QUEUES, minutes=minutes
         )
         now = datetime.now(UTC)
         return {
             "status": snapshot,
-            "chart": charts.throughput(monitor.throughput(session), now),
+            "chart": charts.throughput(minutes, now),
             "campaigns": [c for c in list_campaigns(session) if c.active],
             "next_tick": croniter(settings.PROMOTION_CRON, now).get_next(datetime),
             "schedule_enabled": settings.PROMOTION_SCHEDULE_ENABLED,

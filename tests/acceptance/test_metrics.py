@@ -63,8 +63,8 @@ def test_metrics_show_the_queue_the_work_and_the_emails(
     assert metrics[("jobs_workers_alive", ())] >= 1
     assert metrics[("jobs_emails_pending", ())] == 0
     # a known queue and status with no job shows 0, not "no data"
-    for queue, status in (("email", "doing"), ("email", "failed"), ("default", "failed")):
-        assert metrics[("jobs_queue_jobs", (("queue", queue), ("status", status)))] == 0
+    for queue, state in (("email", "doing"), ("email", "failed"), ("default", "failed")):
+        assert metrics[("jobs_queue_jobs", (("queue", queue), ("status", state)))] == 0
     assert metrics[("jobs_queue_due_jobs", (("queue", "email"),))] == 0
     assert metrics[("jobs_queue_oldest_due_seconds", (("queue", "email"),))] == 0
     pruned = ("jobs_finished_total", (("outcome", "failed"), ("task", "maintenance.prune")))

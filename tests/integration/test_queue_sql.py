@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -195,7 +196,7 @@ PLAN_PARAMS: dict[str, dict[str, Any]] = {
     },
     "JOB_DETAIL": {"job_id": 1},
     "JOB_EVENTS": {"job_id": 1},
-    "JOBS_OF_MESSAGES": {"task": DELIVER_TASK, "message_ids": [1, 2]},
+    "JOBS_OF_MESSAGES": {"message_ids": [1, 2]},
     "THROUGHPUT": {},
     "RECORD_WORKER": {"worker_id": 1, "host": "h", "pid": 1, "queues": ["email"]},
 }
@@ -316,6 +317,13 @@ def test_a_job_through_every_named_query(database_url: str) -> None:
         assert (read.job_status, read.job_task) == (None, None)
 
 
+def test_the_message_ids_index_is_for_the_delivery_task() -> None:
+    """JOBS_OF_MESSAGES names the task of the partial index's predicate (migration 0011)."""
+    migration = Path(__file__).parents[2] / "migrations" / "versions" / "0011_web.py"
+    assert f"WHERE task_name = '{DELIVER_TASK}'" in migration.read_text()
+    assert f"j.task_name = '{DELIVER_TASK}'" in queue_sql.JOBS_OF_MESSAGES.text
+
+
 def test_browsing_queries_on_a_job(database_url: str) -> None:
     """JOBS_PAGE, JOB_DETAIL, JOB_EVENTS, JOBS_OF_MESSAGES, THROUGHPUT, RECORD_WORKER."""
     with session_factory(database_url)() as session, session.begin():
@@ -340,14 +348,12 @@ def test_browsing_queries_on_a_job(database_url: str) -> None:
         assert [e.type for e in session.execute(queue_sql.JOB_EVENTS, {"job_id": job_id})] == [
             "deferred"
         ]
-        carried = session.execute(
-            queue_sql.JOBS_OF_MESSAGES, {"task": DELIVER_TASK, "message_ids": [7, 8]}
-        ).all()
+        carried = session.execute(queue_sql.JOBS_OF_MESSAGES, {"message_ids": [7, 8]}).all()
         assert sorted(carried) == [(7, job_id), (8, None)]
         session.execute(text("UPDATE procrastinate_jobs SET status = 'doing'"))
         session.execute(queue_sql.FAIL_JOB, {"job_id": job_id})
-        [(_minute, type_, n)] = session.execute(queue_sql.THROUGHPUT).all()
-        assert (type_, n) == ("failed", 1)
+        [(_minute, queue, task, type_, n)] = session.execute(queue_sql.THROUGHPUT).all()
+        assert (queue, task, type_, n) == (EMAIL_QUEUE, DELIVER_TASK, "failed", 1)
 
         worker_id = session.execute(
             text("INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id")
