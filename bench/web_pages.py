@@ -50,6 +50,9 @@ def _pages(jobs: int) -> list[str]:
         "/dashboard/emails",
         "/dashboard/emails?status=sent",
         "/dashboard/emails?kind=welcome",
+        "/dashboard/emails?kind=password_reset",
+        "/dashboard/emails?status=failed",
+        "/dashboard/emails?campaign=default",
         f"/dashboard/emails?before={middle}",
         "/dashboard/campaigns",
     ]

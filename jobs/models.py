@@ -130,8 +130,16 @@ class EmailMessage(Base):
             "created_at",
             postgresql_where=text("context IS NOT NULL"),
         ),
-        # The dashboard and `jobs emails --to`: a recipient's emails, case-insensitively.
+        # The dashboard and `jobs emails`: a recipient's emails (case-insensitively), the
+        # emails of a kind, and the few not sent, newest first.
         Index("ix_email_messages_to_address_lower", text("lower(to_address)"), "id"),
+        Index("ix_email_messages_kind_id", "kind", "id"),
+        Index(
+            "ix_email_messages_unsent_status_id",
+            "status",
+            "id",
+            postgresql_where=text("status <> 'sent'"),
+        ),
     )
 
     def __repr__(self) -> str:

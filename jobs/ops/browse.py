@@ -201,8 +201,9 @@ def search_emails(
             raise BrowseError(f"unknown email status {status!r}: use one of {names}") from None
     if kind:
         query = query.where(EmailMessage.kind == kind)
-    if campaign:
-        query = query.where(Campaign.name == campaign)
+    if campaign:  # a semi-join on the run ids: ix_email_messages_promotion_run_id
+        runs = select(PromotionRun.id).join(Campaign).where(Campaign.name == campaign)
+        query = query.where(EmailMessage.promotion_run_id.in_(runs))
     if before_id is not None:
         query = query.where(EmailMessage.id < before_id)
     query = query.order_by(EmailMessage.id.desc()).limit(_limit(limit))

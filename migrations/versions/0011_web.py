@@ -62,6 +62,23 @@ def upgrade() -> None:
             postgresql_concurrently=True,
             if_not_exists=True,
         )
+        op.create_index(
+            "ix_email_messages_kind_id",
+            "email_messages",
+            ["kind", "id"],
+            unique=False,
+            postgresql_concurrently=True,
+            if_not_exists=True,
+        )
+        op.create_index(
+            "ix_email_messages_unsent_status_id",
+            "email_messages",
+            ["status", "id"],
+            unique=False,
+            postgresql_where=sa.text("status <> 'sent'"),
+            postgresql_concurrently=True,
+            if_not_exists=True,
+        )
         for name, definition in PROCRASTINATE_INDEXES.items():
             op.execute(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {definition}")
 
@@ -70,6 +87,10 @@ def downgrade() -> None:
     with op.get_context().autocommit_block():
         for name in PROCRASTINATE_INDEXES:
             op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        for index in ("ix_email_messages_unsent_status_id", "ix_email_messages_kind_id"):
+            op.drop_index(
+                index, table_name="email_messages", postgresql_concurrently=True, if_exists=True
+            )
         op.drop_index(
             "ix_email_messages_to_address_lower",
             table_name="email_messages",
