@@ -73,6 +73,8 @@ def create_app(
             *unsubscribe.routes(),
             Mount("/dashboard", routes=dashboard.routes()),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+            # public routes that authenticate themselves (webhooks) are listed here: no
+            # operator check and no CSRF check apply outside /dashboard
             *routes,
         ],
         middleware=[Middleware(SecurityHeaders)],
