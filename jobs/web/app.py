@@ -33,6 +33,8 @@ async def _error(request: Request, exc: Exception) -> Response:
 
 
 async def _home(request: Request) -> Response:
+    if not web(request).with_dashboard:
+        raise HTTPException(404, "Nothing here.")
     return RedirectResponse(request.url_for("overview"), status_code=303)
 
 
@@ -42,9 +44,13 @@ def create_app(
     auth: AuthCheck | None = None,
     routes: Sequence[BaseRoute] = (),
     anonymous: bool = False,
+    with_unsubscribe: bool = True,
+    with_dashboard: bool = True,
 ) -> Starlette:
     """The ASGI application: ``/unsubscribe`` (public), ``/dashboard`` (operators).
 
+    ``with_unsubscribe`` / ``with_dashboard``: serve only one side, e.g. the public
+    endpoint on the public application and the dashboard on an internal one.
     ``auth``: a check of the host application (``request -> bool``, sync or async) that
     decides who is an operator; without it the dashboard asks for WEB_USERNAME and
     WEB_PASSWORD (HTTP Basic). ``anonymous``: no credentials at all (`jobs web` allows it
@@ -66,12 +72,13 @@ def create_app(
         operators=Operators(auth=auth, basic=basic, anonymous=anonymous),
         templates=Jinja2Templates(env=environment()),
         trusted_origins=trusted,
+        with_dashboard=with_dashboard,
     )
     app = Starlette(
         routes=[
             Route("/", _home, name="home"),
-            *unsubscribe.routes(),
-            Mount("/dashboard", routes=dashboard.routes()),
+            *(unsubscribe.routes() if with_unsubscribe else ()),
+            *([Mount("/dashboard", routes=dashboard.routes())] if with_dashboard else ()),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             # public routes that authenticate themselves (webhooks) are listed here: no
             # operator check and no CSRF check apply outside /dashboard

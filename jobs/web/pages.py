@@ -28,6 +28,7 @@ class Web:
     operators: Operators
     templates: Jinja2Templates
     trusted_origins: tuple[str, ...]  # netlocs besides the Host header (WEB_BASE_URL's)
+    with_dashboard: bool
 
 
 def web(request: Request) -> Web:

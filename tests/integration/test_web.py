@@ -229,6 +229,31 @@ async def test_the_host_apps_auth_decides_when_mounted(
         assert (await c.post(action.replace("&amp;", "&"))).status_code == 200
 
 
+async def test_each_side_can_be_mounted_on_its_own(
+    database_url: str, env: Callable[..., None]
+) -> None:
+    env(SECRET_KEY=SECRET, WEB_USERNAME=USER, WEB_PASSWORD=PASSWORD)
+    public = Starlette()
+    public.mount("/email", create_app(with_dashboard=False))
+    internal = Starlette()
+    internal.mount("/ops/jobs", create_app(with_unsubscribe=False))
+    _, token = add_user(database_url, "ada@example.com")
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=public), base_url=BASE) as outside,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=internal), base_url=BASE, auth=(USER, PASSWORD)
+        ) as inside,
+    ):
+        assert (await outside.get("/email/unsubscribe", params={"token": token})).status_code == 200
+        assert (await outside.get("/email/dashboard/", auth=(USER, PASSWORD))).status_code == 404
+        assert (await outside.get("/email/")).status_code == 404
+        assert (await inside.get("/ops/jobs/dashboard/")).status_code == 200
+        home = await inside.get("/ops/jobs/")
+        assert home.headers["location"] == f"{BASE}/ops/jobs/dashboard/"
+        params = {"token": token}
+        assert (await inside.get("/ops/jobs/unsubscribe", params=params)).status_code == 404
+
+
 # -- actions ---------------------------------------------------------------------------
 
 
