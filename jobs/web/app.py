@@ -19,7 +19,7 @@ from jobs.db import database_url, session_factory
 from jobs.promotions.unsubscribe import signing_key
 from jobs.settings import Settings, get_settings
 from jobs.web import dashboard, unsubscribe
-from jobs.web.pages import HERE, Web, environment, web
+from jobs.web.pages import HERE, Web, environment, path_for, web
 from jobs.web.security import AuthCheck, BasicCredentials, Operators, SecurityHeaders
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ async def _error(request: Request, exc: Exception) -> Response:
 async def _home(request: Request) -> Response:
     if not web(request).with_dashboard:
         raise HTTPException(404, "Nothing here.")
-    return RedirectResponse(request.url_for("overview"), status_code=303)
+    return RedirectResponse(str(path_for(request, "overview")), status_code=303)
 
 
 def create_app(

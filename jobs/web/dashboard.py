@@ -31,7 +31,7 @@ from jobs.promotions.fanout import PROMOTION_TEMPLATE
 from jobs.promotions.promote import unsubscribe_url
 from jobs.tasks import QUEUES
 from jobs.web import charts
-from jobs.web.pages import render, web
+from jobs.web.pages import path_for, render, web
 from jobs.web.security import checked_form
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -164,7 +164,7 @@ async def jobs_page(request: Request) -> Response:
     next_url = None
     if len(rows) > PAGE_SIZE:
         rows = rows[:PAGE_SIZE]
-        next_url = str(request.url_for("jobs").include_query_params(**query, before=rows[-1].id))
+        next_url = str(path_for(request, "jobs").include_query_params(**query, before=rows[-1].id))
     context = {
         "rows": rows,
         "filters": filters,
@@ -191,7 +191,7 @@ async def retry_failed(request: Request) -> Response:
     done = f"re-queued {len(result.jobs)} failed job(s), {result.emails_reset} email(s) reset"
     if result.skipped:
         done += f"; {len(result.skipped)} skipped (an identical job is already waiting)"
-    return _back(request.url_for("jobs").include_query_params(**query), done=done)
+    return _back(path_for(request, "jobs").include_query_params(**query), done=done)
 
 
 async def job_page(request: Request) -> Response:
@@ -209,8 +209,8 @@ async def _job_action(request: Request, work: Callable[[Session, int], str]) -> 
     try:
         done = await _write(request, lambda s: work(s, job_id))
     except JobStateError as exc:
-        return _back(request.url_for("job", job_id=job_id), error=str(exc))
-    return _back(request.url_for("job", job_id=job_id), done=done)
+        return _back(path_for(request, "job", job_id=job_id), error=str(exc))
+    return _back(path_for(request, "job", job_id=job_id), done=done)
 
 
 async def retry_job(request: Request) -> Response:
@@ -249,7 +249,9 @@ async def emails_page(request: Request) -> Response:
     next_url = None
     if len(rows) > PAGE_SIZE:
         rows = rows[:PAGE_SIZE]
-        next_url = str(request.url_for("emails").include_query_params(**query, before=rows[-1].id))
+        next_url = str(
+            path_for(request, "emails").include_query_params(**query, before=rows[-1].id)
+        )
     context = {"rows": rows, "search": search, "next_url": next_url, "statuses": _EMAIL_STATUSES}
     return render(request, "emails.html", context)
 
@@ -281,8 +283,8 @@ async def campaign_action(request: Request) -> Response:
     try:
         await _write(request, lambda s: set_active(s, name, action == "enable"))
     except JobsError as exc:
-        return _back(request.url_for("campaigns"), error=str(exc))
-    return _back(request.url_for("campaigns"), done=f"campaign {name!r} {action}d")
+        return _back(path_for(request, "campaigns"), error=str(exc))
+    return _back(path_for(request, "campaigns"), done=f"campaign {name!r} {action}d")
 
 
 def _preview(request: Request, session: Session, name: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import jinja2
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
@@ -51,7 +52,7 @@ def render(
         response.set_cookie(
             CSRF_COOKIE,
             token,
-            path=request.url_for("home").path,  # the whole app, wherever it is mounted
+            path=path_for(request, "home").path,  # the whole app, wherever it is mounted
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
@@ -59,9 +60,22 @@ def render(
     return response
 
 
+def path_for(request: Request, name: str, /, **path_params: Any) -> URL:
+    """The URL of route ``name`` as an absolute path (with the mount point, without scheme
+    and host): right behind a proxy that terminates TLS, whatever Host and scheme it sends."""
+    return URL(request.url_for(name, **path_params).path)
+
+
+@jinja2.pass_context
+def _url_for(context: dict[str, Any], name: str, /, **path_params: Any) -> URL:
+    return path_for(context["request"], name, **path_params)
+
+
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(HERE / "templates")),
         autoescape=True,  # every value is text, whatever it holds
         undefined=jinja2.StrictUndefined,
     )
+    env.globals["url_for"] = _url_for  # Jinja2Templates keeps it (setdefault)
+    return env

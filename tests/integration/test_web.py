@@ -219,13 +219,13 @@ async def test_the_host_apps_auth_decides_when_mounted(
         assert (await c.get("/jobs/dashboard/")).status_code == 403
         page = await c.get("/jobs/dashboard/", headers={"x-user": "ops"})
         assert page.status_code == 200
-        # every link and form points inside the mount
+        # every link and form is a path inside the mount (right behind a TLS proxy too)
         links = re.findall(r'(?:href|action)="([^"]+)"', page.text)
         assert links
-        assert all(link.startswith(f"{BASE}/jobs/") for link in links if link != "data:,"), links
+        assert all(link.startswith("/jobs/") for link in links if link != "data:,"), links
         confirm = await c.get("/jobs/unsubscribe", params={"token": token})
         [action] = re.findall(r'action="([^"]+)"', confirm.text)
-        assert action.startswith(f"{BASE}/jobs/unsubscribe?token=")
+        assert action.startswith("/jobs/unsubscribe?token=")
         assert (await c.post(action.replace("&amp;", "&"))).status_code == 200
 
 
@@ -249,7 +249,7 @@ async def test_each_side_can_be_mounted_on_its_own(
         assert (await outside.get("/email/")).status_code == 404
         assert (await inside.get("/ops/jobs/dashboard/")).status_code == 200
         home = await inside.get("/ops/jobs/")
-        assert home.headers["location"] == f"{BASE}/ops/jobs/dashboard/"
+        assert home.headers["location"] == "/ops/jobs/dashboard/"
         params = {"token": token}
         assert (await inside.get("/ops/jobs/unsubscribe", params=params)).status_code == 404
 
