@@ -8,11 +8,14 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobs.errors import JobsError
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from jobs.mail.preview import Preview
     from jobs.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -58,6 +61,11 @@ def _check_task_settings(settings: Settings, queues: Sequence[str] | None) -> No
         MailConfig.from_settings(settings)  # e.g. a login over plain text
     if settings.PROMOTION_SCHEDULE_ENABLED and (queues is None or "default" in queues):
         promotion_config(settings)  # e.g. no SECRET_KEY to sign unsubscribe links
+        if settings.PROMOTION_POSTAL_ADDRESS is None:
+            logger.warning(
+                "promotions are enabled but PROMOTION_POSTAL_ADDRESS is unset: commercial "
+                "email must show the sender's postal address (CAN-SPAM)"
+            )
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -185,26 +193,160 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_campaigns(args: argparse.Namespace) -> int:
     from jobs.db import session_factory
-    from jobs.promotions.campaigns import add_campaign, list_campaigns, set_active
+    from jobs.promotions import campaigns
 
     with session_factory(_url())() as session, session.begin():
+        if args.action == "show":
+            _show_campaign(session, args.name)
+            return 0
         if args.action == "add":
-            add_campaign(
+            campaigns.add_campaign(
                 session,
                 name=args.name,
                 subject=args.subject,
                 title=args.title,
                 content=args.content,
                 link_path=args.link,
-                active=not args.disabled,
+                active=args.enable,
             )
-            print(f"campaign {args.name!r} added")
+            state = "enabled" if args.enable else f"disabled: `jobs campaigns enable {args.name}`"
+            print(f"campaign {args.name!r} added ({state})")
+        elif args.action == "edit":
+            campaigns.edit_campaign(
+                session,
+                args.name,
+                subject=args.subject,
+                title=args.title,
+                content=args.content,
+                link_path=args.link,
+            )
+            print(f"campaign {args.name!r} changed")
+        elif args.action == "delete":
+            campaigns.delete_campaign(session, args.name)
+            print(f"campaign {args.name!r} deleted")
         elif args.action in ("enable", "disable"):
-            set_active(session, args.name, args.action == "enable")
+            campaigns.set_active(session, args.name, args.action == "enable")
             print(f"campaign {args.name!r} {args.action}d")
-        for c in list_campaigns(session):
+        for c in campaigns.list_campaigns(session):
             state = "active  " if c.active else "disabled"
             print(f"{c.name:<20} {state} {c.link_path:<20} {c.subject}")
+    return 0
+
+
+def _show_campaign(session: Session, name: str) -> None:
+    from jobs.promotions.campaigns import get_campaign, link_url, run_count
+    from jobs.settings import get_settings
+
+    campaign = get_campaign(session, name)
+    frontend = str(get_settings().FRONTEND_URL).rstrip("/")
+    for label, value in (
+        ("name", campaign.name),
+        ("state", "active" if campaign.active else "disabled"),
+        ("subject", campaign.subject),
+        ("title", campaign.title),
+        ("content", campaign.content),
+        ("link", f"{campaign.link_path} -> {link_url(frontend, campaign.link_path)}"),
+        ("created", campaign.created_at.isoformat(timespec="seconds")),
+        ("runs", str(run_count(session, campaign))),
+    ):
+        print(f"{label + ':':<9} {value}")
+
+
+def _context(value: str | None) -> dict[str, Any]:
+    import json
+
+    from jobs.errors import InvalidContext
+
+    if value is None:
+        return {}
+    try:
+        context = json.loads(value)
+    except ValueError as exc:
+        raise InvalidContext(f"--context is not JSON: {exc}") from None
+    if not isinstance(context, dict):
+        raise InvalidContext('--context must be a JSON object, e.g. \'{"username": "Ann"}\'')
+    return context
+
+
+def _render_for(args: argparse.Namespace, to: str, *, sign: bool = False) -> Preview:
+    """What `preview` and `send-test` show or send: a template, or a campaign's promotion.
+
+    With ``sign``, a promotion to an existing user carries that user's real
+    unsubscribe link; otherwise its links carry a sample token.
+    """
+    from jobs.mail.config import MailConfig
+    from jobs.mail.preview import preview, preview_campaign
+    from jobs.settings import get_settings
+
+    settings = get_settings()
+    mail = MailConfig.from_settings(settings)
+    if args.campaign is None:
+        return preview(args.template, _context(args.context), mail, to=to)
+    from jobs.accounts import user_by_email
+    from jobs.db import session_factory
+    from jobs.promotions.campaigns import get_campaign
+    from jobs.promotions.promote import promotion_config
+    from jobs.promotions.unsubscribe import make_token, signing_key
+
+    with session_factory(_url())() as session:
+        campaign = get_campaign(session, args.campaign)
+        user = user_by_email(session, to) if sign else None
+    config = promotion_config(settings, key=b"")  # signs nothing: tokens are made below
+    template, context = args.template or "promotion", _context(args.context)
+    if user is None:  # a sample token
+        return preview_campaign(campaign, config, mail, to=to, template=template, context=context)
+    return preview_campaign(
+        campaign,
+        config,
+        mail,
+        to=to,
+        username=user.username,
+        token=make_token(signing_key(settings), user.id, user.email),
+        template=template,
+        context=context,
+    )
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.template is None and args.campaign is None:
+        print("jobs: error: give a TEMPLATE or --campaign NAME", file=sys.stderr)
+        return 2
+    shown = _render_for(args, args.to)
+    if args.out is None:
+        print(f"Subject: {shown.subject}\n\n--- text ---\n{shown.text}\n--- html ---\n{shown.html}")
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = args.campaign or args.template
+    (out / f"{name}.subject.txt").write_text(shown.subject + "\n", encoding="utf-8")
+    (out / f"{name}.txt").write_text(shown.text, encoding="utf-8")
+    (out / f"{name}.html").write_text(shown.html, encoding="utf-8")
+    (out / f"{name}.eml").write_bytes(shown.eml)
+    print(f"subject: {shown.subject}")
+    print(f"wrote {name}.subject.txt, {name}.txt, {name}.html and {name}.eml in {out}")
+    return 0
+
+
+def cmd_send_test(args: argparse.Namespace) -> int:
+    from jobs.mail import smtp
+    from jobs.mail.config import MailConfig
+    from jobs.mail.preview import send_now
+    from jobs.settings import get_settings
+
+    shown = _render_for(args, args.to, sign=True)
+    mail = MailConfig.from_settings(get_settings())
+    try:
+        answer = asyncio.run(send_now(mail, shown.message))
+    except (smtp.Rejected, smtp.Deferred) as exc:
+        print(f"jobs: error: {mail.smtp.address} refused the message: {exc}", file=sys.stderr)
+        return 1
+    except smtp.TRANSIENT_ERRORS as exc:
+        print(f"jobs: error: could not send through {mail.smtp.address}: {exc}", file=sys.stderr)
+        return 1
+    print(f"sent {shown.subject!r} to {shown.message.recipient} through {mail.smtp.address}")
+    print(f"server answered: {answer}")
     return 0
 
 
@@ -252,12 +394,29 @@ async def _promote(url: str, period: datetime, campaign: str | None, dry_run: bo
 
 def cmd_unsubscribe(args: argparse.Namespace) -> int:
     from jobs.db import session_factory
-    from jobs.promotions.unsubscribe import signing_key, unsubscribe
+    from jobs.promotions.unsubscribe import (
+        fallback_keys,
+        signing_key,
+        token_from,
+        unsubscribe,
+        unsubscribe_email,
+    )
     from jobs.settings import get_settings
 
-    key = signing_key(get_settings())
+    if (args.token is None) == (args.email is None):
+        print("jobs: error: give a TOKEN (or the link from the email) or --email", file=sys.stderr)
+        return 2
     with session_factory(_url())() as session, session.begin():
-        result = unsubscribe(session, args.token, key=key)
+        if args.email is not None:
+            result = unsubscribe_email(session, args.email)
+        else:
+            settings = get_settings()
+            result = unsubscribe(
+                session,
+                token_from(args.token),
+                key=signing_key(settings),
+                fallbacks=fallback_keys(settings),
+            )
     when = result.since.isoformat(timespec="seconds")
     if result.already:
         print(f"user {result.user_id} ({result.email}) had already unsubscribed ({when})")
@@ -266,8 +425,23 @@ def cmd_unsubscribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resubscribe(args: argparse.Namespace) -> int:
+    from jobs.db import session_factory
+    from jobs.promotions.unsubscribe import resubscribe_email
+
+    with session_factory(_url())() as session, session.begin():
+        changed = resubscribe_email(session, args.email)
+    if changed:
+        print(f"{args.email} gets promotions again")
+    else:
+        print(f"{args.email} was not unsubscribed: nothing changed")
+    return 0
+
+
 def _promotion_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    campaigns = sub.add_parser("campaigns", help="list, add, enable or disable campaigns")
+    campaigns = sub.add_parser(
+        "campaigns", help="list, show, add, edit, enable, disable or delete campaigns"
+    )
     actions = campaigns.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("list", help="list the campaigns (the default)")
     add = actions.add_parser("add", help="add a campaign")
@@ -276,9 +450,40 @@ def _promotion_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     add.add_argument("--title", required=True, help="promotion_title in the template")
     add.add_argument("--content", required=True, help="promotion_content in the template")
     add.add_argument("--link", required=True, metavar="PATH", help="appended to FRONTEND_URL")
-    add.add_argument("--disabled", action="store_true", help="add it disabled")
+    add.add_argument("--enable", action="store_true", help="enable it now (default: disabled)")
+    show = actions.add_parser("show", help="show one campaign")
+    show.add_argument("name")
+    edit = actions.add_parser("edit", help="change a campaign's subject, title, content or link")
+    edit.add_argument("name")
+    edit.add_argument("--subject")
+    edit.add_argument("--title")
+    edit.add_argument("--content")
+    edit.add_argument("--link", metavar="PATH")
+    actions.add_parser("delete", help="delete a campaign that never ran").add_argument("name")
     for action in ("enable", "disable"):
         actions.add_parser(action, help=f"{action} a campaign").add_argument("name")
+
+    preview = sub.add_parser(
+        "preview", help="render an email (subject, text, HTML, .eml) without sending it"
+    )
+    preview.add_argument("template", nargs="?", help="a template name, e.g. welcome")
+    preview.add_argument("--context", metavar="JSON", help="the template's context")
+    preview.add_argument(
+        "--campaign", metavar="NAME", help="a campaign's promotion (TEMPLATE default: promotion)"
+    )
+    preview.add_argument("--out", metavar="DIR", help="write the files here instead of printing")
+    preview.add_argument(
+        "--to", default="recipient@example.com", metavar="ADDR", help=argparse.SUPPRESS
+    )
+
+    send_test = sub.add_parser(
+        "send-test", help="send one email now through the configured server (no queue)"
+    )
+    send_test.add_argument("--to", required=True, metavar="ADDR")
+    which = send_test.add_mutually_exclusive_group(required=True)
+    which.add_argument("--template", metavar="NAME")
+    which.add_argument("--campaign", metavar="NAME")
+    send_test.add_argument("--context", metavar="JSON", help="the template's context")
 
     promote = sub.add_parser("promote", help="run the promotion now for the current period")
     promote.add_argument("--campaign", metavar="NAME", help="only this campaign")
@@ -286,8 +491,13 @@ def _promotion_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "--dry-run", action="store_true", help="count the recipients, write nothing"
     )
 
-    unsubscribe = sub.add_parser("unsubscribe", help="apply an unsubscribe token")
-    unsubscribe.add_argument("token")
+    unsubscribe = sub.add_parser(
+        "unsubscribe", help="unsubscribe a user: the token, the link from the email, or --email"
+    )
+    unsubscribe.add_argument("token", nargs="?", metavar="TOKEN_OR_URL")
+    unsubscribe.add_argument("--email", metavar="ADDR", help="the user with this address")
+    resubscribe = sub.add_parser("resubscribe", help="a user gets promotions again")
+    resubscribe.add_argument("--email", required=True, metavar="ADDR")
 
 
 # --- end Promotions -----------------------------------------------------------
@@ -518,6 +728,9 @@ COMMANDS = {
     "campaigns": cmd_campaigns,
     "promote": cmd_promote,
     "unsubscribe": cmd_unsubscribe,
+    "resubscribe": cmd_resubscribe,
+    "preview": cmd_preview,
+    "send-test": cmd_send_test,
     "result": cmd_result,
     "status": cmd_status,
     "retry-failed": cmd_retry_failed,

@@ -8,12 +8,14 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
     Enum,
     ForeignKey,
     Identity,
     Index,
     MetaData,
+    SmallInteger,
     Text,
     UniqueConstraint,
     func,
@@ -115,6 +117,8 @@ class EmailMessage(Base):
     promotion_run_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("promotion_runs.id", ondelete="SET NULL"), index=True
     )
+    # send_at=/delay=: no job sends the row before this time (whichever claims it).
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index(
@@ -282,3 +286,21 @@ class WorkerInfo(Base):
 
     def __repr__(self) -> str:
         return f"WorkerInfo(worker_id={self.worker_id!r}, host={self.host!r}, pid={self.pid!r})"
+
+
+# Message-IDs --------------------------------------------------------
+
+
+class Installation(Base):
+    """One row: this database's random id, made by its migration (see jobs.db.installation)."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    installation_id: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    def __repr__(self) -> str:
+        return f"Installation(installation_id={self.installation_id!r})"

@@ -20,7 +20,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from jobs.errors import ConfigError
 
 # Variables whose values are never echoed back in an error message.
-_SENSITIVE = frozenset({"DATABASE_URL", "MAIL_PASSWORD", "SECRET_KEY", "REDIS_URL", "WEB_PASSWORD"})
+_SENSITIVE = frozenset(
+    {
+        "DATABASE_URL",
+        "MAIL_PASSWORD",
+        "SECRET_KEY",
+        "REDIS_URL",
+        "SECRET_KEY_FALLBACKS",
+        "WEB_PASSWORD",
+    }
+)
 _PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -129,6 +138,43 @@ class Settings(BaseSettings):
     JOB_MAX_RECOVERIES: Annotated[int, Field(ge=0, le=100)] = 3
     JOB_RETENTION_DAYS: Annotated[int, Field(ge=1)] = 7
     LEDGER_CONTEXT_DAYS: Annotated[int, Field(ge=0)] = 30  # 0 keeps contexts forever
+
+    # Senders: Reply-To, the postal address of promotions, rotating SECRET_KEY
+    MAIL_REPLY_TO: str | None = None
+    PROMOTION_POSTAL_ADDRESS: str | None = None  # CAN-SPAM: shown in every promotion's footer
+    SECRET_KEY_FALLBACKS: SecretStr | None = None  # former SECRET_KEYs, comma-separated
+
+    @field_validator("MAIL_REPLY_TO")
+    @classmethod
+    def _valid_reply_to(cls, value: str | None) -> str | None:
+        from jobs.mail.address import normalize_address
+
+        return normalize_address(value) if value and value.strip() else None
+
+    @field_validator("PROMOTION_POSTAL_ADDRESS")
+    @classmethod
+    def _postal_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if any((ord(c) < 32 and c != "\n") or ord(c) == 127 for c in value):
+            raise ValueError("must not contain control characters other than line breaks")
+        return value.strip()
+
+    @field_validator("SECRET_KEY_FALLBACKS")
+    @classmethod
+    def _fallbacks(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if any(len(key.strip()) < 16 for key in value.get_secret_value().split(",")):
+            raise ValueError("every key must be at least 16 characters long")
+        return value
+
+    @property
+    def secret_key_fallbacks(self) -> list[str]:
+        """SECRET_KEY_FALLBACKS as a list (oldest last, as given)."""
+        if self.SECRET_KEY_FALLBACKS is None:
+            return []
+        return [key.strip() for key in self.SECRET_KEY_FALLBACKS.get_secret_value().split(",")]
 
     # --- Web: `jobs web` (unsubscribe endpoint, operator dashboard) ---------------
     WEB_HOST: str = "127.0.0.1"

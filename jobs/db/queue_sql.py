@@ -172,13 +172,15 @@ READ_RESULT = text(
 
 # -- enqueueing (jobs.mail.enqueue, jobs.accounts) ----------------------------------
 
-# CTE `job` deferring the delivery of the row CTE `message` inserted (params: job_params()).
-# It calls procrastinate's own defer function, so a ledger row and its job are ONE statement.
+# CTE `job` deferring the delivery of the row CTE `message` inserted (params: job_params()),
+# due at :scheduled_at (NULL: now). It calls procrastinate's own defer function, so a
+# ledger row and its job are ONE statement.
 DEFER_NEW_MESSAGE = """
     job AS (
         SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(
             :queue, :task, :priority, NULL, NULL,
-            jsonb_build_object('message_ids', jsonb_build_array(message.id)), NULL
+            jsonb_build_object('message_ids', jsonb_build_array(message.id)),
+            CAST(:scheduled_at AS timestamptz)
         )::procrastinate_job_to_defer_v1]) AS ids
         FROM message
     )"""

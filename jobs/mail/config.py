@@ -53,6 +53,7 @@ class MailConfig:
     sender_name: str
     template_dirs: tuple[Path, ...]
     template_globals: dict[str, Any] = field(default_factory=dict)
+    reply_to: str | None = None  # MAIL_REPLY_TO: Reply-To of every email that sets none
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MailConfig:
@@ -70,4 +71,5 @@ class MailConfig:
             sender_name=settings.MAIL_FROM_NAME,
             template_dirs=search_path(settings.MAIL_TEMPLATE_DIR),
             template_globals={"frontend_url": str(settings.FRONTEND_URL).rstrip("/")},
+            reply_to=settings.MAIL_REPLY_TO,
         )

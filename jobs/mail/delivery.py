@@ -53,6 +53,7 @@ class Delivery:
     pool: SmtpPool
     limiter: RateLimiter
     final_attempt: bool
+    installation: str  # mixed into every Message-ID (jobs.db.installation)
     interrupted: Callable[[], str] = lambda: "delivery interrupted"
     batch_size: int = BATCH_SIZE
 
@@ -78,7 +79,7 @@ class Report:
         return {"sent": self.sent, "failed": self.failed, "suppressed": self.suppressed}
 
 
-def compose(row: Pending, mail: MailConfig) -> tuple[Outgoing, str]:
+def compose(row: Pending, mail: MailConfig, installation: str) -> tuple[Outgoing, str]:
     """Render and build the MIME message for one row; returns it and its subject."""
     context = {**mail.template_globals, **(row.context or {})}
     rendered = render(row.template, context, mail.template_dirs)
@@ -92,8 +93,9 @@ def compose(row: Pending, mail: MailConfig) -> tuple[Outgoing, str]:
         subject=subject,
         text=rendered.text,
         html=rendered.html,
-        message_id=message_id_for(row.idempotency_key, mail.sender),
+        message_id=message_id_for(row.idempotency_key, mail.sender, installation),
         headers=row.headers,
+        reply_to=mail.reply_to,
     )
     return message, subject
 
@@ -123,7 +125,7 @@ async def send_all(
                 return
             outcome = outcomes[row.id] = Outcome(row.id)
             try:
-                message, outcome.subject = compose(row, run.mail)
+                message, outcome.subject = compose(row, run.mail, run.installation)
             except Exception as exc:  # a bad template or address fails this message only
                 reason = str(exc) if isinstance(exc, JobsError) else describe(exc)
                 _fail(outcome, FailureKind.INVALID, reason)

@@ -33,6 +33,8 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    func,
+    or_,
     select,
     text,
     update,
@@ -122,6 +124,7 @@ _LOCK = (
         EmailMessage.id == _ids(),
         EmailMessage.status == EmailStatus.PENDING,
         EmailMessage.id > bindparam("after"),
+        or_(EmailMessage.not_before.is_(None), EmailMessage.not_before <= func.now()),
     )
     .order_by(EmailMessage.id)
     .limit(bindparam("limit"))
@@ -135,7 +138,8 @@ async def lock_batch(
     """The next ``limit`` pending rows among ``ids`` with id > ``after``, locked.
 
     Rows another job holds are skipped (that job sends them), so two jobs never
-    send the same row; a row already ``sent`` is never returned. A row whose
+    send the same row; a row already ``sent`` is never returned, nor one whose
+    ``not_before`` (``send_at=``) has not come yet. A row whose
     user is inactive (or, for a promotion, unsubscribed) comes back with
     ``suppress`` set.
     """
@@ -225,3 +229,23 @@ def reset_retryable(ids: list[int]) -> Update:
         .values(status=EmailStatus.PENDING, failure_kind=None)
         .execution_options(synchronize_session=False)
     )
+
+
+_NOT_YET_DUE = (
+    select(EmailMessage.id, EmailMessage.not_before)
+    .where(
+        EmailMessage.id == _ids(),
+        EmailMessage.status == EmailStatus.PENDING,
+        EmailMessage.not_before > func.now(),
+    )
+    .order_by(EmailMessage.id)
+)
+
+
+async def not_yet_due(session: AsyncSession, ids: Sequence[int]) -> tuple[list[int], datetime]:
+    """The pending rows among ``ids`` whose ``not_before`` has not come (a job ran
+    early: a retry, a re-queue, another job's claim), and the earliest such time."""
+    rows = (await session.execute(_NOT_YET_DUE, {"ids": list(ids)})).all()
+    if not rows:
+        return [], datetime.max
+    return [row[0] for row in rows], min(row[1] for row in rows if row[1] is not None)

@@ -53,12 +53,26 @@ def client(config: SmtpConfig) -> aiosmtplib.SMTP:
     )
 
 
-async def send(smtp: aiosmtplib.SMTP, message: Outgoing) -> None:
-    """Send one message on a connected client; raise `Rejected` on a 5xx."""
+async def send(smtp: aiosmtplib.SMTP, message: Outgoing) -> str:
+    """Send one message on a connected client; the server's answer to DATA.
+
+    Raises `Rejected` on a 5xx, or when the message needs SMTPUTF8 (a non-ASCII
+    address, written in UTF-8 as RFC 6532 wants) and the server does not offer it.
+    """
     options = ["SMTPUTF8"] if message.smtputf8 else None
     try:
-        await smtp.sendmail(message.sender, [message.recipient], message.data, mail_options=options)
+        _, answer = await smtp.sendmail(
+            message.sender, [message.recipient], message.data, mail_options=options
+        )
     except aiosmtplib.SMTPNotSupported as exc:
+        if message.smtputf8:
+            address = next(
+                (a for a in (message.recipient, message.sender) if not a.isascii()), "Reply-To"
+            )
+            raise Rejected(
+                f"the server does not support SMTPUTF8, which the non-ASCII address "
+                f"{address} needs (it cannot be written in ASCII)"
+            ) from exc
         raise Rejected(describe(exc)) from exc
     except ValueError as exc:  # an address aiosmtplib will not put on the wire
         raise Rejected(describe(exc)) from exc
@@ -76,3 +90,4 @@ async def send(smtp: aiosmtplib.SMTP, message: Outgoing) -> None:
         if _for_this_message(exc.code):
             raise Deferred(f"{exc.code} {exc.message}") from exc
         raise
+    return answer

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.errors import UnknownCampaign
+from jobs.mail.address import ascii_domain
 from jobs.models import Campaign
 from jobs.promotions.fanout import Chunk, PromotionConfig, next_chunk
 from jobs.promotions.runs import Summary, open_run, remaining_recipients, summarize
@@ -34,8 +35,11 @@ def unsubscribe_url(settings: Settings) -> str:
     return str(base).rstrip("/") + "/unsubscribe"
 
 
-def promotion_config(settings: Settings) -> PromotionConfig:
-    """`PromotionConfig` from the settings; `ConfigError` if no signing key is available."""
+def promotion_config(settings: Settings, *, key: bytes | None = None) -> PromotionConfig:
+    """`PromotionConfig` from the settings; `ConfigError` if no signing key is available.
+
+    ``key`` replaces the signing key (a preview, which signs nothing, passes ``b""``).
+    """
     frontend = str(settings.FRONTEND_URL).rstrip("/")
     link = unsubscribe_url(settings)
     if not link.startswith("https://"):
@@ -45,7 +49,9 @@ def promotion_config(settings: Settings) -> PromotionConfig:
         frontend_url=frontend,
         unsubscribe_url=link,
         unsubscribe_mailto=settings.UNSUBSCRIBE_MAILTO,
-        key=signing_key(settings),
+        key=signing_key(settings) if key is None else key,
+        list_domain=ascii_domain(settings.MAIL_FROM),
+        postal_address=settings.PROMOTION_POSTAL_ADDRESS,
     )
 
 

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from jobs.db import database_url, session_factory
-from jobs.promotions.unsubscribe import signing_key
+from jobs.promotions.unsubscribe import fallback_keys, signing_key
 from jobs.settings import Settings, get_settings
 from jobs.web import dashboard, unsubscribe
 from jobs.web.pages import HERE, Web, environment, path_for, web
@@ -69,6 +69,7 @@ def create_app(
         settings=settings,
         sessions=session_factory(database_url(settings)),
         key=key,
+        keys=(key, *fallback_keys(settings)),
         operators=Operators(auth=auth, basic=basic, anonymous=anonymous),
         templates=Jinja2Templates(env=environment()),
         trusted_origins=trusted,

@@ -21,14 +21,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from jobs.errors import JobsError, JobStateError
-from jobs.mail.templates import render as render_email
-from jobs.mail.templates import search_path
+from jobs.errors import JobsError, JobStateError, UnknownCampaign
+from jobs.mail.config import MailConfig
+from jobs.mail.preview import preview_campaign
 from jobs.ops import browse, requeue, status
 from jobs.ops import queries as monitor
 from jobs.promotions.campaigns import get_campaign, list_campaigns, set_active
-from jobs.promotions.fanout import PROMOTION_TEMPLATE
-from jobs.promotions.promote import unsubscribe_url
+from jobs.promotions.promote import promotion_config
 from jobs.tasks import QUEUES
 from jobs.web import charts
 from jobs.web.pages import path_for, render, web
@@ -288,25 +287,20 @@ async def campaign_action(request: Request) -> Response:
 
 
 def _preview(request: Request, session: Session, name: str) -> dict[str, Any]:
+    """The campaign's promotion as a sample recipient gets it (`jobs preview --campaign`)."""
     settings = web(request).settings
     try:
         campaign = get_campaign(session, name)
-    except JobsError as exc:
+        email = preview_campaign(
+            campaign,
+            promotion_config(settings, key=b""),  # signs nothing: a sample token
+            MailConfig.from_settings(settings),
+            to="ann@example.com",
+        )
+    except UnknownCampaign as exc:
         raise HTTPException(404, str(exc)) from None
-    frontend = str(settings.FRONTEND_URL).rstrip("/")
-    context = {
-        "username": "Ada",
-        "unsubscribe_url": unsubscribe_url(settings) + "?token=PREVIEW",
-        "current_time": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-        "promotion_title": campaign.title,
-        "promotion_content": campaign.content,
-        "promotion_link": frontend + campaign.link_path,
-        "frontend_url": frontend,
-    }
-    try:
-        email = render_email(PROMOTION_TEMPLATE, context, search_path(settings.MAIL_TEMPLATE_DIR))
     except JobsError as exc:
-        raise HTTPException(500, f"The promotion template does not render: {exc}") from None
+        raise HTTPException(500, f"The promotion does not render: {exc}") from None
     return {"campaign": campaign, "email": email}
 
 

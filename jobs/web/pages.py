@@ -25,7 +25,8 @@ class Web:
 
     settings: Settings
     sessions: sessionmaker[Session]
-    key: bytes
+    key: bytes  # signs (the resubscribe proof)
+    keys: tuple[bytes, ...]  # verify unsubscribe tokens: the signing key, then the fallbacks
     operators: Operators
     templates: Jinja2Templates
     trusted_origins: tuple[str, ...]  # netlocs besides the Host header (WEB_BASE_URL's)

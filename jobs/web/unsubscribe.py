@@ -64,7 +64,7 @@ async def page(request: Request) -> Response:
 
         def check() -> str:
             with config.sessions() as session:
-                return check_token(session, token, key=config.key)
+                return check_token(session, token, keys=config.keys)
 
         try:
             email = await run_in_threadpool(check)
@@ -74,7 +74,7 @@ async def page(request: Request) -> Response:
 
     def apply() -> Unsubscribed:
         with config.sessions() as session, session.begin():
-            return unsubscribe(session, token, key=config.key)
+            return unsubscribe(session, token, key=config.keys[0], fallbacks=config.keys[1:])
 
     try:
         result = await run_in_threadpool(apply)
@@ -105,7 +105,7 @@ async def resubscribe_page(request: Request) -> Response:
 
     def apply() -> None:
         with config.sessions() as session, session.begin():
-            resubscribe(session, token, key=config.key)
+            resubscribe(session, token, keys=config.keys)
 
     try:
         await run_in_threadpool(apply)

@@ -1,7 +1,7 @@
 """web: worker_info, and the indexes behind the dashboard and `jobs list/show/emails`
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-01
 
 Indexes on the big tables are built CONCURRENTLY (outside the migration
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0011"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
