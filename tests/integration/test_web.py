@@ -110,6 +110,19 @@ async def test_bad_tokens_answer_400(
     assert "<script>alert" not in response.text
 
 
+async def test_links_signed_with_a_former_key_still_work(
+    database_url: str, env: Callable[..., None]
+) -> None:
+    env(SECRET_KEY=SECRET)
+    user_id, old_token = add_user(database_url, "ada@example.com")
+    env(SECRET_KEY="the-new-secret-key-0123456789", SECRET_KEY_FALLBACKS=SECRET)
+    transport = httpx.ASGITransport(app=create_app())
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+        assert (await c.get("/unsubscribe", params={"token": old_token})).status_code == 200
+        assert (await c.post("/unsubscribe", params={"token": old_token})).status_code == 200
+    assert unsubscribed(database_url, user_id)
+
+
 async def test_forged_or_moved_tokens_answer_400_and_change_nothing(
     database_url: str, client: httpx.AsyncClient
 ) -> None:
