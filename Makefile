@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format migrate worker status bench bench-quick up up-worker down restart logs clean check-mail
+.PHONY: help install demo test lint format migrate worker status web bench bench-quick up up-worker down restart logs clean check-mail
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ worker: install ## Run a worker on every queue
 
 status: install ## Show queues, workers, rates and the email ledger
 	$(BIN)/jobs status
+
+web: install ## Serve the unsubscribe endpoint and the dashboard (WEB_HOST:WEB_PORT)
+	$(BIN)/jobs web
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)

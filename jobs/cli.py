@@ -658,6 +658,137 @@ def _add_result_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     result.add_argument("--json", action="store_true", help="print the whole answer as JSON")
 
 
+# Web: `jobs web`, and browsing jobs and emails from scripts ------------------
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    import uvicorn
+
+    from jobs.errors import ConfigError
+    from jobs.settings import get_settings
+    from jobs.web import create_app
+
+    settings = get_settings()
+    host = args.host or settings.WEB_HOST
+    port = args.port or settings.WEB_PORT
+    try:
+        loopback = host in _LOOPBACK or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    anonymous = settings.WEB_USERNAME is None
+    if anonymous and not loopback:
+        raise ConfigError(
+            f"WEB_USERNAME and WEB_PASSWORD are not set: the dashboard would be open to "
+            f"anyone reaching {host}; set both, or listen on 127.0.0.1"
+        )
+    _url()
+    if anonymous:
+        logger.warning("no WEB_USERNAME/WEB_PASSWORD: the dashboard is open on %s", host)
+    app = create_app(settings, anonymous=anonymous)
+    print(f"jobs web on http://{host}:{port}/ (dashboard: /dashboard/, unsubscribe: /unsubscribe)")
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
+    return 0
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from jobs.db import session_factory
+    from jobs.ops import browse
+
+    filters = browse.JobFilter(queue=args.queue, task=args.task, status=args.status, age=args.age)
+    with session_factory(_url())() as session:
+        rows = browse.list_jobs(session, filters, limit=args.limit, before_id=args.before)
+    print(f"{'id':>9}  {'queue':<10} {'task':<32} {'status':<10} {'att':>3}  last event")
+    for j in rows:
+        last = f"{j.last_event or '-'} {_when(j.last_event_at)}"
+        print(f"{j.id:>9}  {j.queue:<10} {j.task:<32} {j.status:<10} {j.attempts:>3}  {last}")
+    if not rows:
+        print("no job matches")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import json
+
+    from jobs.db import session_factory
+    from jobs.errors import JobStateError
+    from jobs.ops import browse
+
+    with session_factory(_url())() as session:
+        job = browse.show_job(session, args.job_id)
+    if job is None:
+        raise JobStateError(f"there is no job {args.job_id} (never deferred, or pruned)")
+    print(f"job {job.id}: {job.status}  queue {job.queue}  task {job.task}")
+    print(
+        f"  attempts {job.attempts}, priority {job.priority}, scheduled {_when(job.scheduled_at)}"
+    )
+    print(f"  args {json.dumps(job.args, ensure_ascii=False)}")
+    if job.result is not None:
+        print(f"  result {job.result}")
+    print("  events:")
+    for event in job.events:
+        print(f"    {_when(event.at)}  {event.type}")
+    for m in job.emails:
+        error = f"  {m.failure_kind or ''} {m.last_error or ''}".rstrip()
+        print(f"  email {m.id} to {m.to_address}: {m.status}{error}")
+    return 0
+
+
+def cmd_emails(args: argparse.Namespace) -> int:
+    from jobs.db import session_factory
+    from jobs.ops import browse
+
+    with session_factory(_url())() as session:
+        rows = browse.search_emails(
+            session,
+            to=args.to,
+            status=args.status,
+            kind=args.kind,
+            campaign=args.campaign,
+            limit=args.limit,
+        )
+    print(f"{'id':>9}  {'job':>9}  {'status':<10} {'kind':<12} {'created':<19}  to / subject")
+    for m in rows:
+        job = "-" if m.job_id is None else str(m.job_id)
+        print(
+            f"{m.id:>9}  {job:>9}  {m.status:<10} {m.kind:<12} {_when(m.created_at)}  "
+            f"{m.to_address}  {m.subject or ''}"
+        )
+    if not rows:
+        print("no email matches")
+    return 0
+
+
+def _web_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    web = sub.add_parser("web", help="serve the unsubscribe endpoint and the dashboard")
+    web.add_argument("--host", help="address to listen on (default: WEB_HOST)")
+    web.add_argument("--port", type=int, help="port (default: WEB_PORT)")
+    list_ = sub.add_parser("list", help="list jobs, newest first")
+    list_.add_argument("--queue", metavar="Q")
+    list_.add_argument("--task", metavar="T", help="e.g. email.deliver")
+    list_.add_argument("--status", metavar="S", help="todo, doing, succeeded, failed, ...")
+    list_.add_argument(
+        "--age", type=_duration, metavar="DURATION", help="deferred within, e.g. 2h, 1d"
+    )
+    list_.add_argument("--limit", type=int, default=50, metavar="N", help="default 50")
+    list_.add_argument("--before", type=_job_id, metavar="JOB_ID", help="older than this job")
+    show = sub.add_parser("show", help="one job: args, events, result, its emails")
+    show.add_argument("job_id", type=_job_id, metavar="JOB_ID")
+    emails = sub.add_parser("emails", help="emails by recipient, with the job of each")
+    emails.add_argument("--to", metavar="ADDR", help="recipient address")
+    emails.add_argument("--status", metavar="S", help="pending, sent, failed, suppressed")
+    emails.add_argument("--kind", metavar="K", help="e.g. welcome, promotion")
+    emails.add_argument("--campaign", metavar="NAME")
+    emails.add_argument("--limit", type=int, default=50, metavar="N", help="default 50")
+
+
 # ------------------------------------------------------------------------------
 
 
@@ -689,6 +820,7 @@ def _parser() -> argparse.ArgumentParser:
     _promotion_parsers(sub)
     _add_result_parser(sub)
     _deliverability_parsers(sub)
+    _web_parsers(sub)
 
     # Operations
     status = sub.add_parser("status", help="queues, workers, task rates, email ledger, promotions")
@@ -724,6 +856,10 @@ COMMANDS = {
     "healthcheck": cmd_healthcheck,
     "suppressions": cmd_suppressions,
     "inbound": cmd_inbound,
+    "web": cmd_web,
+    "list": cmd_list,
+    "show": cmd_show,
+    "emails": cmd_emails,
 }
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -142,6 +142,16 @@ class EmailMessage(Base):
             "ix_email_messages_message_id",
             "message_id",
             postgresql_where=text("message_id IS NOT NULL"),
+        ),
+        # The dashboard and `jobs emails`: a recipient's emails (case-insensitively), the
+        # emails of a kind, and the few not sent, newest first.
+        Index("ix_email_messages_to_address_lower", text("lower(to_address)"), "id"),
+        Index("ix_email_messages_kind_id", "kind", "id"),
+        Index(
+            "ix_email_messages_unsent_status_id",
+            "status",
+            "id",
+            postgresql_where=text("status <> 'sent'"),
         ),
     )
 
@@ -345,6 +355,25 @@ class FeedbackEvent(Base):
 
     def __repr__(self) -> str:
         return f"FeedbackEvent(id={self.id!r}, kind={self.kind!r}, address={self.address!r})"
+
+
+# Web ---------------------------------------------------------------
+
+
+class WorkerInfo(Base):
+    """Where a running `jobs worker` runs and what it serves, keyed by procrastinate's
+    worker id (``procrastinate_workers`` has only an id and a heartbeat)."""
+
+    __tablename__ = "worker_info"
+
+    worker_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int]
+    queues: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    def __repr__(self) -> str:
+        return f"WorkerInfo(worker_id={self.worker_id!r}, host={self.host!r}, pid={self.pid!r})"
 
 
 # Message-IDs --------------------------------------------------------

@@ -31,6 +31,7 @@ _SENSITIVE = frozenset(
         "MAIL_BULK_PASSWORD",
         "WEBHOOK_SECRET",
         "POSTMARK_WEBHOOK_SECRET",
+        "WEB_PASSWORD",
     }
 )
 _PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
@@ -84,7 +85,7 @@ class Settings(BaseSettings):
     PROMOTION_CRON: str = "0 9 * * *"  # UTC; 6 fields = seconds last
     PROMOTION_SCHEDULE_ENABLED: bool = True  # false: only `jobs promote` runs them
     PROMOTION_CHUNK_SIZE: Annotated[int, Field(ge=1, le=10_000)] = 500
-    UNSUBSCRIBE_URL: AnyHttpUrl | None = None  # default FRONTEND_URL/unsubscribe
+    UNSUBSCRIBE_URL: AnyHttpUrl | None = None  # default WEB_BASE_URL or FRONTEND_URL + /unsubscribe
     UNSUBSCRIBE_MAILTO: str | None = None
 
     @field_validator("PROMOTION_CRON")
@@ -259,6 +260,28 @@ class Settings(BaseSettings):
         if self.SECRET_KEY_FALLBACKS is None:
             return []
         return [key.strip() for key in self.SECRET_KEY_FALLBACKS.get_secret_value().split(",")]
+
+    # --- Web: `jobs web` (unsubscribe endpoint, operator dashboard) ---------------
+    WEB_HOST: str = "127.0.0.1"
+    WEB_PORT: Port = 8000
+    # Where `jobs web` is reachable from outside, e.g. https://example.com/jobs: promotions
+    # link to WEB_BASE_URL/unsubscribe unless UNSUBSCRIBE_URL says otherwise.
+    WEB_BASE_URL: AnyHttpUrl | None = None
+    WEB_USERNAME: str | None = None
+    WEB_PASSWORD: SecretStr | None = None
+
+    @field_validator("WEB_BASE_URL", "WEB_USERNAME", "WEB_PASSWORD", mode="before")
+    @classmethod
+    def _blank_web_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _web_credentials_paired(self) -> Settings:
+        if (self.WEB_USERNAME is None) != (self.WEB_PASSWORD is None):
+            raise ValueError("WEB_USERNAME and WEB_PASSWORD go together: set both or neither")
+        return self
+
+    # --- end Web ------------------------------------------------------------------
 
     @field_validator("DATABASE_URL")
     @classmethod

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from jobs.db.queue_sql import GAUGES, OUTCOMES, WORKERS
+from jobs.db.queue_sql import GAUGES, OUTCOMES, THROUGHPUT, WORKERS
 
 _LEDGER_WINDOWS = text("""
 SELECT status, count(*) FILTER (WHERE created_at >= now() - interval '1 hour') AS last_hour,
@@ -88,13 +88,38 @@ class WorkerRow:
     seconds_since_heartbeat: float
     alive: bool
     running: int
+    host: str | None = None  # None: not started by `jobs worker` (where it runs is unknown)
+    pid: int | None = None
+    queues: list[str] | None = None
+
+    def serves(self, queue: str) -> bool:
+        """Whether it may work ``queue`` (a worker of unknown queues may serve any)."""
+        return self.queues is None or queue in self.queues
 
 
 def workers(session: Session, *, stalled_after: float) -> list[WorkerRow]:
     return [
-        WorkerRow(int(id_), beat, float(age), float(age) <= stalled_after, int(running))
-        for id_, beat, age, running in session.execute(WORKERS)
+        WorkerRow(
+            int(id_),
+            beat,
+            float(age),
+            float(age) <= stalled_after,
+            int(running),
+            host,
+            None if pid is None else int(pid),
+            None if queues is None else list(queues),
+        )
+        for id_, beat, age, running, host, pid, queues in session.execute(WORKERS)
     ]
+
+
+def unserved_queues(due: dict[str, int], workers: list[WorkerRow]) -> list[str]:
+    """Queues with due jobs that no live worker serves."""
+    return sorted(
+        queue
+        for queue, n in due.items()
+        if n > 0 and not any(w.alive and w.serves(queue) for w in workers)
+    )
 
 
 @dataclass
@@ -185,3 +210,31 @@ def deliverability(session: Session) -> Deliverability:
         )
     ).scalar_one()
     return Deliverability(suppressed, feedback, int(paused))
+
+
+@dataclass(frozen=True)
+class Minute:
+    minute: datetime
+    queue: str
+    task: str
+    type: str  # procrastinate's event type: succeeded, failed, deferred_for_retry
+    n: int
+
+
+def throughput(session: Session) -> list[Minute]:
+    """Job outcomes per minute, queue and task over the last hour."""
+    return [
+        Minute(minute, queue, task, str(type_), int(n))
+        for minute, queue, task, type_, n in session.execute(THROUGHPUT)
+    ]
+
+
+def last_hour(minutes: list[Minute]) -> tuple[dict[str, Counts], dict[str, Counts]]:
+    """`outcomes` for the last hour only, from `throughput` (its 24 h counts stay 0)."""
+    by_queue: dict[str, Counts] = {}
+    by_task: dict[str, Counts] = {}
+    for m in minutes:
+        name = OUTCOME_NAMES[m.type]
+        for key, table in ((m.queue, by_queue), (m.task, by_task)):
+            table.setdefault(key, empty_counts())[name]["1h"] += m.n
+    return by_queue, by_task

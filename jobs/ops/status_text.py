@@ -67,13 +67,21 @@ def _workers(status: Status) -> list[str]:
     rows = [
         [
             w.id,
+            w.host or "?",
+            "?" if w.pid is None else w.pid,
+            "?" if w.queues is None else ",".join(w.queues),
             _age(w.seconds_since_heartbeat) + " ago",
             w.running,
             "alive" if w.alive else "STALLED",
         ]
         for w in status.workers
     ]
-    return [title, *(_table(("worker", "heartbeat", "running", "state"), rows) if rows else [])]
+    header = ("worker", "host", "pid", "queues", "heartbeat", "running", "state")
+    lines = [title, *(_table(header, rows) if rows else [])]
+    lines += [
+        f"  WARNING: queue {q!r} has due jobs and no live worker serves it" for q in status.unserved
+    ]
+    return lines
 
 
 def _tasks(status: Status) -> list[str]:

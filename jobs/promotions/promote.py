@@ -30,13 +30,21 @@ logger = logging.getLogger(__name__)
 Sessions = async_sessionmaker[AsyncSession]
 
 
+def unsubscribe_url(settings: Settings) -> str:
+    """UNSUBSCRIBE_URL; else `jobs web`'s endpoint (WEB_BASE_URL); else FRONTEND_URL's."""
+    if settings.UNSUBSCRIBE_URL:
+        return str(settings.UNSUBSCRIBE_URL)
+    base = settings.WEB_BASE_URL or settings.FRONTEND_URL
+    return str(base).rstrip("/") + "/unsubscribe"
+
+
 def promotion_config(settings: Settings, *, key: bytes | None = None) -> PromotionConfig:
     """`PromotionConfig` from the settings; `ConfigError` if no signing key is available.
 
     ``key`` replaces the signing key (a preview, which signs nothing, passes ``b""``).
     """
     frontend = str(settings.FRONTEND_URL).rstrip("/")
-    link = str(settings.UNSUBSCRIBE_URL) if settings.UNSUBSCRIBE_URL else frontend + "/unsubscribe"
+    link = unsubscribe_url(settings)
     if not link.startswith("https://"):
         logger.warning("unsubscribe link %s is not https: one-click unsubscribe needs https", link)
     return PromotionConfig(

@@ -40,6 +40,8 @@ from jobs.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 _PURPOSE = b"jobs.unsubscribe.v1"
+_MAX_TOKEN = 200  # a real token is about 65 characters
+_MAX_USER_ID = 2**63 - 1
 DEV_KEY_FILE = "secret_key"
 
 
@@ -97,9 +99,12 @@ def make_token(key: bytes, user_id: int, email: str) -> str:
 def token_user_id(token: str) -> int:
     """The user id a token names (not yet verified); `InvalidUnsubscribeToken` if malformed."""
     head, dot, signature = token.strip().partition(".")
-    if not (dot and head.isascii() and head.isdigit() and signature):
+    if not (dot and head.isascii() and head.isdigit() and signature) or len(token) > _MAX_TOKEN:
         raise InvalidUnsubscribeToken("malformed unsubscribe token")
-    return int(head)
+    user_id = int(head)
+    if user_id > _MAX_USER_ID:  # a bigint: anything larger names no user
+        raise InvalidUnsubscribeToken("malformed unsubscribe token")
+    return user_id
 
 
 def token_from(value: str) -> str:
@@ -229,3 +234,21 @@ def resubscribe_email(session: Session, email: str) -> bool:
         return False
     user.unsubscribed_at = None
     return True
+
+
+def resubscribe(session: Session, token: str, *, keys: Sequence[bytes]) -> bool:
+    """Undo `unsubscribe` for the token's user; True if they were unsubscribed. Never commits.
+
+    ``keys``: the signing key, then the fallbacks (`signing_key`, `fallback_keys`).
+    """
+    user_id = token_user_id(token)
+    user = _verify(keys, token, session.get(User, user_id, with_for_update=True))
+    was = user.unsubscribed_at is not None
+    user.unsubscribed_at = None
+    return was
+
+
+def check_token(session: Session, token: str, *, keys: Sequence[bytes]) -> str:
+    """The address ``token`` unsubscribes (changing nothing); `InvalidUnsubscribeToken` if bad."""
+    user = _verify(keys, token, session.get(User, token_user_id(token)))
+    return user.email

@@ -68,6 +68,13 @@ def test_metrics_show_the_queue_the_work_and_the_emails(
     assert metrics[("jobs_queue_oldest_due_seconds", (("queue", "idle"),))] >= 600
     assert metrics[("jobs_workers_alive", ())] >= 1
     assert metrics[("jobs_emails_pending", ())] == 0
+    # a known queue and status with no job shows 0, not "no data"
+    for queue, state in (("email", "doing"), ("email", "failed"), ("default", "failed")):
+        assert metrics[("jobs_queue_jobs", (("queue", queue), ("status", state)))] == 0
+    assert metrics[("jobs_queue_due_jobs", (("queue", "email"),))] == 0
+    assert metrics[("jobs_queue_oldest_due_seconds", (("queue", "email"),))] == 0
+    pruned = ("jobs_finished_total", (("outcome", "failed"), ("task", "maintenance.prune")))
+    assert metrics[pruned] == 0
     finished = ("jobs_finished_total", (("outcome", "succeeded"), ("task", "email.deliver")))
     assert metrics[finished] == 2
     assert metrics[("jobs_emails_total", (("outcome", "sent"),))] == 2

@@ -20,12 +20,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
-from starlette.applications import Starlette
 
 from jobs.db import session_factory
 from jobs.feedback.sns import canonical
 from jobs.mail.enqueue import enqueue_email
-from jobs.web.webhooks import webhook_routes
+from jobs.web import create_app
 from tests.conftest import count
 
 WEBHOOK_SECRET = "generic-webhook-secret"
@@ -86,9 +85,10 @@ async def client(database_url: str, env: Any, pki: Any) -> AsyncIterator[httpx.A
         WEBHOOK_SECRET=WEBHOOK_SECRET,
         POSTMARK_WEBHOOK_SECRET=POSTMARK_SECRET,
         SOFT_BOUNCE_LIMIT="2",
+        SECRET_KEY="webhook-tests-secret-key-0123456789",
     )
-    app = Starlette(routes=webhook_routes())
-    transport = httpx.ASGITransport(app=app)
+    # The application `jobs web` serves: the webhooks are public routes of it.
+    transport = httpx.ASGITransport(app=create_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield http
 
