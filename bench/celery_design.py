@@ -54,7 +54,7 @@ async def send_email(
         subject=subject,
         text=rendered.text,
         html=rendered.html,
-        message_id=message_id_for(f"celery:{email_to}", "noreply@example.com"),
+        message_id=message_id_for(f"celery:{email_to}", "noreply@example.com", "bench"),
     )
     await aiosmtplib.send(  # a new connection for every email
         message,

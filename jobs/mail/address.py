@@ -38,6 +38,11 @@ def wire_address(address: str) -> str:
     return result.ascii_email or result.normalized
 
 
+def ascii_domain(address: str) -> str:
+    """The domain of ``address`` in ASCII (punycode for an IDN)."""
+    return str(_validate(address).ascii_domain)
+
+
 def _text(address: object) -> str:
     """A string that could be an address (checked before the cache: it must be hashable)."""
     if not isinstance(address, str):
