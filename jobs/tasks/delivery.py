@@ -103,7 +103,6 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
             batch_size=batch_size(mail.rate_limit),
             breaker=thresholds(settings) if bulk else None,
             domains=DomainLimits(async_engine(url), mail.domain_limits),
-            batch_size=batch_size(settings.MAIL_RATE_LIMIT),
             journal=get_journal(url),
         )
         # One connection for the whole job, one transaction per batch.
