@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Unpack
 
 from procrastinate import App, PsycopgConnector
@@ -84,19 +85,28 @@ class JobsApp(App):
         if first:
             schedule(self, get_settings())
 
-    def _worker(self, **kwargs: Unpack[WorkerOptions]) -> Worker:
-        options: WorkerOptions = {**self.worker_defaults, **kwargs}
-        worker = OutageWorker(app=self, **options)
+    def make_worker(self, **options: Unpack[WorkerOptions]) -> OutageWorker:
+        """A procrastinate worker with this app's defaults (as `App._worker` makes them)."""
+        merged: WorkerOptions = {**self.worker_defaults, **options}
+        worker = OutageWorker(app=self, **merged)
         self._last_worker = worker
         return worker
 
+    def _worker(self, **kwargs: Unpack[WorkerOptions]) -> Worker:
+        return self.make_worker(**kwargs)
+
     async def run_worker_async(self, **kwargs: Unpack[WorkerOptions]) -> None:
-        """procrastinate's worker; with ``wait`` (a long-running worker) it first checks the
-        schema, and when the database goes away it waits for it (WORKER_DB_OUTAGE_LIMIT)
-        and starts again in this process."""
+        """procrastinate's worker; a long-running one (``wait``) rides out database
+        outages (`ride_out`)."""
         if not kwargs.get("wait", True):  # draining: no outage handling
             await super().run_worker_async(**kwargs)
             return
+        await self.ride_out(lambda: super(JobsApp, self).run_worker_async(**kwargs))
+
+    async def ride_out(self, run_once: Callable[[], Awaitable[None]]) -> None:
+        """Run ``run_once`` (one procrastinate worker, made by `make_worker`); when the
+        database goes away, wait for it (WORKER_DB_OUTAGE_LIMIT) and run it again, in
+        this process. The schema is checked before every start."""
         from jobs.db.migrations import check_schema, usable_url  # alembic: worker side only
 
         self.perform_import_paths()
@@ -107,7 +117,7 @@ class JobsApp(App):
             try:
                 # At every (re)start: a database restored or failed over may be behind.
                 await asyncio.to_thread(check_schema, url)
-                await super().run_worker_async(**kwargs)
+                await run_once()
                 lost = self._last_worker.lost if self._last_worker else None
             except (ConnectorException, DatabaseUnreachable) as exc:
                 lost = exc

@@ -560,6 +560,8 @@ def cmd_suppressions(args: argparse.Namespace) -> int:
     from jobs.models import SuppressionReason
 
     action = args.action or "list"
+    lines: list[str] = []
+    status = 0
     with session_factory(_url())() as session, session.begin():
         if action == "add":
             reason = suppressions.parse_reason(args.reason)
@@ -568,24 +570,27 @@ def cmd_suppressions(args: argparse.Namespace) -> int:
                     args.address, reason, "manual: jobs suppressions add", override=True
                 )
             )
-            print(f"{suppressions.normalize(args.address)} suppressed ({reason.value})")
+            lines.append(f"{suppressions.normalize(args.address)} suppressed ({reason.value})")
             if reason not in (SuppressionReason.HARD_BOUNCE, SuppressionReason.MANUAL):
-                print("  (promotions only: transactional mail still goes to it)")
-            return 0
-        if action == "remove":
+                lines.append("  (promotions only: transactional mail still goes to it)")
+        elif action == "remove":
+            address = suppressions.normalize(args.address)
             if session.execute(suppressions.remove(args.address)).first() is None:
-                print(f"{suppressions.normalize(args.address)} was not on the suppression list")
-                return 1
-            print(f"{suppressions.normalize(args.address)} removed from the suppression list")
-            return 0
-        rows = session.scalars(suppressions.listing(getattr(args, "limit", None))).all()
-        for line in suppressions.describe(rows):
-            print(line)
-        print(
-            f"{len(rows)} suppressed address(es)"
-            + (" shown" if getattr(args, "limit", None) else "")
-        )
-    return 0
+                lines.append(f"{address} was not on the suppression list")
+                status = 1
+            else:
+                lines.append(f"{address} removed from the suppression list")
+        else:
+            rows = session.scalars(suppressions.listing(getattr(args, "limit", None))).all()
+            lines.extend(suppressions.describe(rows))
+            lines.append(
+                f"{len(rows)} suppressed address(es)"
+                + (" shown" if getattr(args, "limit", None) else "")
+            )
+    # Printed once committed: a closed stdout cannot undo the change.
+    for line in lines:
+        print(line)
+    return status
 
 
 def cmd_inbound(args: argparse.Namespace) -> int:

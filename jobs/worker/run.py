@@ -48,7 +48,10 @@ async def run_worker(
     url = ops.database_url
 
     async def run() -> None:
-        await _run_announced(options, url)
+        if drain:
+            await _run_announced(options, url)
+        else:  # a long-running worker rides out database outages
+            await app.ride_out(lambda: _run_announced(options, url))
 
     try:
         async with app.open_async():
@@ -69,8 +72,7 @@ async def _run_announced(options: WorkerOptions, url: str | None) -> None:
     """procrastinate's worker (what `App.run_worker_async` runs), and a `worker_info` row
     saying on which host and pid it runs and which queues it serves (when ``url``)."""
     app.perform_import_paths()
-    merged: WorkerOptions = {**app.worker_defaults, **options}  # as App._worker merges them
-    worker = Worker(app=app, **merged)
+    worker = app.make_worker(**options)
     announcer = None
     if url is not None:
         queues = list(options.get("queues") or ())
