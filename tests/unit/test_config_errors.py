@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from jobs.db.migrations import PROCRASTINATE_SCHEMA, head_revision, schema_problem
 from jobs.errors import ConfigError
 from jobs.settings import load_settings
+from tests.conftest import ROOT
 
 
 @pytest.mark.parametrize(
@@ -39,3 +41,8 @@ def test_schema_problems_name_the_fix() -> None:
     mismatch = schema_problem(head_revision(), "3.11.2") or ""
     assert "procrastinate 3.11.2" in mismatch
     assert f"procrastinate {PROCRASTINATE_SCHEMA}" in mismatch
+
+
+def test_compose_takes_secret_key_from_env_and_fails_without_it() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["x-jobs"]["environment"]["SECRET_KEY"].startswith("${SECRET_KEY:?")
