@@ -71,6 +71,10 @@ class _Undo(Exception):
     idempotency_key=st.none() | st.text(max_size=20) | anything,
     kind=st.none() | st.text(max_size=10) | anything,
     user_id=st.none() | st.integers() | anything,
+    headers=st.none() | st.dictionaries(st.text(max_size=8), st.text(max_size=8)) | anything,
+    reply_to=st.none() | st.text(max_size=20) | anything,
+    send_at=st.none() | st.datetimes(timezones=st.timezones()) | st.datetimes() | anything,
+    delay=st.none() | st.timedeltas() | anything,
 )
 def test_enqueue_email_takes_anything(database_url: str, **kwargs: Any) -> None:
     with session_factory(database_url)() as session, session.begin():
