@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 COMPOSE ?= docker compose
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format migrate worker status bench bench-quick up up-worker down restart logs clean
+.PHONY: help install demo test lint format migrate worker status web bench bench-quick up up-worker down restart logs clean check-mail
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ worker: install ## Run a worker on every queue
 status: install ## Show queues, workers, rates and the email ledger
 	$(BIN)/jobs status
 
+web: install ## Serve the unsubscribe endpoint and the dashboard (WEB_HOST:WEB_PORT)
+	$(BIN)/jobs web
+
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e . --group bench
@@ -54,6 +57,9 @@ bench: $(BENCH_STAMP) ## Every benchmark scenario (about 30 min); writes bench/R
 
 bench-quick: $(BENCH_STAMP) ## A smoke run of the benchmarks (seconds), output in .data/bench
 	$(BIN)/python -m bench.run --quick --output .data/bench/RESULTS-quick.md $(BENCH_ARGS)
+
+check-mail: install ## SpamAssassin (Debian package, local tests only) scores a welcome and a promotion: fail above 0
+	$(BIN)/python -m tests.check_mail
 
 clean: ## Remove the virtualenv and local data (.data)
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

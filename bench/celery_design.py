@@ -63,7 +63,7 @@ async def send_email(
         subject=subject,
         text=rendered.text,
         html=rendered.html,
-        message_id=message_id_for(f"celery:{email_to}", "noreply@example.com"),
+        message_id=message_id_for(f"celery:{email_to}", "noreply@example.com", "bench"),
     )
     await aiosmtplib.send(  # a new connection for every email
         message,
@@ -113,7 +113,7 @@ def send_transactional_email_task(
         subject=subject,
         text=rendered.text,
         html=rendered.html,
-        message_id=message_id_for(f"celery:{email_to}", "noreply@example.com"),
+        message_id=message_id_for(f"celery:{email_to}", "noreply@example.com", "bench"),
     )
     try:
         _reused_connection().send_message(message)

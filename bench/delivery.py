@@ -101,7 +101,7 @@ def _ceiling_process(
                         subject=subject or rendered.subject or "",
                         text=rendered.text,
                         html=rendered.html,
-                        message_id=message_id_for(key, mail.sender),
+                        message_id=message_id_for(key, mail.sender, "bench"),
                         headers=headers,
                     )
                     await client.sendmail(outgoing.sender, [outgoing.recipient], outgoing.data)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -16,12 +16,14 @@ from jobs.db.queue_sql import DEFER_NEW_MESSAGE
 from jobs.errors import JobsError
 from jobs.mail.address import normalize_address
 from jobs.mail.enqueue import columns_of, job_params
-from jobs.mail.message import check_header
+from jobs.mail.message import MAX_SUBJECT_LENGTH, check_header
 from jobs.mail.templates import ensure_template, search_path
 from jobs.models import User
 from jobs.settings import get_settings
 
 WELCOME_TEMPLATE = "welcome"
+# The welcome subject is "Welcome, <username>!": it must stay within MAX_SUBJECT_LENGTH.
+MAX_USERNAME_LENGTH = MAX_SUBJECT_LENGTH - len("Welcome, !")
 
 
 class InvalidUsername(JobsError, ValueError):
@@ -63,6 +65,11 @@ def _params(email: str, username: str) -> dict[str, Any]:
     if not isinstance(username, str) or not username.strip():
         raise InvalidUsername("username is empty")
     check_header("username", username.strip())  # it lands in the welcome subject
+    if len(username.strip()) > MAX_USERNAME_LENGTH:
+        raise InvalidUsername(
+            f"username is {len(username.strip())} characters long; the most is "
+            f"{MAX_USERNAME_LENGTH} (it is part of the welcome email's subject)"
+        )
     ensure_template(WELCOME_TEMPLATE, search_path(get_settings().MAIL_TEMPLATE_DIR))
     return {"email": normalize_address(email), "username": username.strip(), **job_params()}
 
@@ -83,3 +90,9 @@ async def register_user_async(session: AsyncSession, *, email: str, username: st
     """`register_user` for an `AsyncSession`."""
     params = _params(email, username)
     return _registered((await session.scalars(_REGISTER, params)).one_or_none(), params)
+
+
+def user_by_email(session: Session, email: str, *, lock: bool = False) -> User | None:
+    """The user with ``email`` (case-insensitively), if any; ``lock`` takes a row lock."""
+    query = select(User).where(func.lower(User.email) == email.strip().lower())
+    return session.scalars(query.with_for_update() if lock else query).one_or_none()

@@ -42,6 +42,14 @@ class HeaderInjection(JobsError, ValueError):
     """A header value carries CR/LF or another control character."""
 
 
+class SubjectTooLong(JobsError, ValueError):
+    """A subject longer than the documented maximum (jobs.mail.message.MAX_SUBJECT_LENGTH)."""
+
+
+class InvalidSchedule(JobsError, ValueError):
+    """A send_at that is not timezone-aware, a negative delay, or both given."""
+
+
 class InvalidContext(JobsError, ValueError):
     """A template context that cannot be stored (not JSON-serializable)."""
 
@@ -51,6 +59,10 @@ class InvalidContext(JobsError, ValueError):
 
 class InvalidUnsubscribeToken(JobsError, ValueError):
     """An unsubscribe token that is malformed, altered, forged or no longer matches."""
+
+
+class UnknownUser(JobsError, ValueError):
+    """No user has that email address."""
 
 
 class UnknownCampaign(JobsError, ValueError):

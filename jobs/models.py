@@ -8,19 +8,21 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
     Enum,
     ForeignKey,
     Identity,
     Index,
     MetaData,
+    SmallInteger,
     Text,
     UniqueConstraint,
     func,
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -115,6 +117,10 @@ class EmailMessage(Base):
     promotion_run_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("promotion_runs.id", ondelete="SET NULL"), index=True
     )
+    # Deliverability: what the recipient's side reported after sending (see jobs.feedback).
+    feedback: Mapped[str | None] = mapped_column(Text)
+    # send_at=/delay=: no job sends the row before this time (whichever claims it).
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index(
@@ -129,6 +135,23 @@ class EmailMessage(Base):
             "ix_email_messages_context_expiry",
             "created_at",
             postgresql_where=text("context IS NOT NULL"),
+        ),
+        # Deliverability: a bounce or complaint names its message by Message-ID
+        # (jobs.feedback.events).
+        Index(
+            "ix_email_messages_message_id",
+            "message_id",
+            postgresql_where=text("message_id IS NOT NULL"),
+        ),
+        # The dashboard and `jobs emails`: a recipient's emails (case-insensitively), the
+        # emails of a kind, and the few not sent, newest first.
+        Index("ix_email_messages_to_address_lower", text("lower(to_address)"), "id"),
+        Index("ix_email_messages_kind_id", "kind", "id"),
+        Index(
+            "ix_email_messages_unsent_status_id",
+            "status",
+            "id",
+            postgresql_where=text("status <> 'sent'"),
         ),
     )
 
@@ -170,6 +193,14 @@ class PromotionRun(Base):
     queued: Mapped[int] = mapped_column(server_default=text("0"))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Deliverability: the circuit breaker pauses a run (no chunk is queued or sent
+    # until `jobs promote --resume`); counts at the last resume are its new baseline.
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    baseline_sample: Mapped[int] = mapped_column(server_default=text("0"))
+    baseline_bounces: Mapped[int] = mapped_column(server_default=text("0"))
+    baseline_complaints: Mapped[int] = mapped_column(server_default=text("0"))
 
     __table_args__ = (UniqueConstraint("campaign_id", "period"),)
 
@@ -232,6 +263,8 @@ class MailRateLimit(Base):
 
     name: Mapped[str] = mapped_column(Text, primary_key=True)
     next_free: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Deliverability: a receiver asked to slow down; the budget is lower until then.
+    slowed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def __repr__(self) -> str:
         return f"MailRateLimit(name={self.name!r}, next_free={self.next_free!r})"
@@ -253,3 +286,109 @@ class JobRecovery(Base):
 
     def __repr__(self) -> str:
         return f"JobRecovery(job_id={self.job_id!r}, recoveries={self.recoveries!r})"
+
+
+# Deliverability ----------------------------------------------------
+
+
+class SuppressionReason(enum.StrEnum):
+    HARD_BOUNCE = "hard_bounce"
+    COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
+    MANUAL = "manual"
+
+
+class Suppression(Base):
+    """An address never mailed again (transactional mail only for hard bounces and
+    manual entries; see `jobs.feedback.suppressions`)."""
+
+    __tablename__ = "suppressions"
+
+    address: Mapped[str] = mapped_column(Text, primary_key=True)  # normalized, lower case
+    reason: Mapped[SuppressionReason] = mapped_column(
+        Enum(
+            SuppressionReason,
+            name="reason",
+            native_enum=False,
+            create_constraint=True,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    source: Mapped[str] = mapped_column(Text)
+    first_event_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    last_event_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    events: Mapped[int] = mapped_column(server_default=text("1"))
+
+    def __repr__(self) -> str:
+        return f"Suppression(address={self.address!r}, reason={self.reason!r})"
+
+
+class FeedbackEvent(Base):
+    """One bounce or complaint as received, raw payload kept for audit; de-duplicated
+    by (provider, provider event id) and matched to its ledger row when possible."""
+
+    __tablename__ = "feedback_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    provider: Mapped[str] = mapped_column(Text)  # inbound, ses, postmark, webhook
+    event_id: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)  # hard_bounce, soft_bounce, complaint
+    address: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)
+    email_message_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("email_messages.id", ondelete="SET NULL"), index=True
+    )
+    raw: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id"),
+        Index("ix_feedback_events_address_kind_received_at", "address", "kind", "received_at"),
+    )
+
+    def __repr__(self) -> str:
+        return f"FeedbackEvent(id={self.id!r}, kind={self.kind!r}, address={self.address!r})"
+
+
+# Web ---------------------------------------------------------------
+
+
+class WorkerInfo(Base):
+    """Where a running `jobs worker` runs and what it serves, keyed by procrastinate's
+    worker id (``procrastinate_workers`` has only an id and a heartbeat)."""
+
+    __tablename__ = "worker_info"
+
+    worker_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int]
+    queues: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    def __repr__(self) -> str:
+        return f"WorkerInfo(worker_id={self.worker_id!r}, host={self.host!r}, pid={self.pid!r})"
+
+
+# Message-IDs --------------------------------------------------------
+
+
+class Installation(Base):
+    """One row: this database's random id, made by its migration (see jobs.db.installation)."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    installation_id: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    def __repr__(self) -> str:
+        return f"Installation(installation_id={self.installation_id!r})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +21,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from jobs.errors import ConfigError
 
 # Variables whose values are never echoed back in an error message.
-_SENSITIVE = frozenset({"DATABASE_URL", "MAIL_PASSWORD", "SECRET_KEY", "REDIS_URL"})
+_SENSITIVE = frozenset(
+    {
+        "DATABASE_URL",
+        "MAIL_PASSWORD",
+        "SECRET_KEY",
+        "REDIS_URL",
+        "SECRET_KEY_FALLBACKS",
+        "MAIL_BULK_PASSWORD",
+        "WEBHOOK_SECRET",
+        "POSTMARK_WEBHOOK_SECRET",
+        "WEB_PASSWORD",
+    }
+)
 _PG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -72,7 +85,7 @@ class Settings(BaseSettings):
     PROMOTION_CRON: str = "0 9 * * *"  # UTC; 6 fields = seconds last
     PROMOTION_SCHEDULE_ENABLED: bool = True  # false: only `jobs promote` runs them
     PROMOTION_CHUNK_SIZE: Annotated[int, Field(ge=1, le=10_000)] = 500
-    UNSUBSCRIBE_URL: AnyHttpUrl | None = None  # default FRONTEND_URL/unsubscribe
+    UNSUBSCRIBE_URL: AnyHttpUrl | None = None  # default WEB_BASE_URL or FRONTEND_URL + /unsubscribe
     UNSUBSCRIBE_MAILTO: str | None = None
 
     @field_validator("PROMOTION_CRON")
@@ -121,6 +134,87 @@ class Settings(BaseSettings):
             raise ValueError("is set but the redis package is missing: pip install 'jobs[cache]'")
         return value
 
+    # --- Deliverability: bounces, complaints, suppression, streams, throttles ---
+    MAIL_BOUNCE_DOMAIN: str | None = None  # VERP return path bounces+<ref>@domain
+    INBOUND_HOST: str = "127.0.0.1"
+    INBOUND_PORT: Port = 2525
+    SOFT_BOUNCE_LIMIT: Annotated[int, Field(ge=1, le=1000)] = 3
+    SOFT_BOUNCE_WINDOW_HOURS: Annotated[float, Field(gt=0, le=24 * 365)] = 72.0
+    PROMOTION_MAX_BOUNCE_RATE: Annotated[float, Field(ge=0, le=1)] = 0.05
+    PROMOTION_MAX_COMPLAINT_RATE: Annotated[float, Field(ge=0, le=1)] = 0.001
+    PROMOTION_BREAKER_MIN_SAMPLE: Annotated[int, Field(ge=1)] = 100
+    WEBHOOK_SECRET: SecretStr | None = None  # generic signed JSON endpoint
+    POSTMARK_WEBHOOK_SECRET: SecretStr | None = None  # HTTP basic auth password
+    SES_CERT_URL_PATTERN: str = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+    # A second SMTP stream for promotions (unset: promotions use MAIL_SERVER).
+    MAIL_BULK_SERVER: str | None = None
+    MAIL_BULK_PORT: Port | None = None
+    MAIL_BULK_USERNAME: str | None = None
+    MAIL_BULK_PASSWORD: SecretStr | None = None
+    MAIL_BULK_STARTTLS: bool | None = None
+    MAIL_BULK_SSL_TLS: bool | None = None
+    MAIL_BULK_FROM: str | None = None
+    MAIL_BULK_RATE_LIMIT: Annotated[float, Field(gt=0, le=100_000)] | None = None
+    MAIL_DOMAIN_RATE_LIMITS: str | None = None  # "gmail.com=20,yahoo.com=10" (messages/s)
+
+    @field_validator(
+        "MAIL_BOUNCE_DOMAIN",
+        "MAIL_BULK_SERVER",
+        "MAIL_BULK_PORT",
+        "MAIL_BULK_USERNAME",
+        "MAIL_BULK_STARTTLS",
+        "MAIL_BULK_SSL_TLS",
+        "MAIL_BULK_FROM",
+        "MAIL_BULK_RATE_LIMIT",
+        "MAIL_DOMAIN_RATE_LIMITS",
+        "WEBHOOK_SECRET",
+        "POSTMARK_WEBHOOK_SECRET",
+        "MAIL_BULK_PASSWORD",
+        mode="before",
+    )
+    @classmethod
+    def _blank_deliverability_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("MAIL_BOUNCE_DOMAIN")
+    @classmethod
+    def _bounce_domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower()
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", value) or "." not in value:
+            raise ValueError("must be a domain name, e.g. bounces.example.com")
+        return value
+
+    @field_validator("MAIL_BULK_FROM")
+    @classmethod
+    def _valid_bulk_sender(cls, value: str | None) -> str | None:
+        from jobs.mail.address import normalize_address
+
+        return None if value is None else normalize_address(value)
+
+    @field_validator("MAIL_DOMAIN_RATE_LIMITS")
+    @classmethod
+    def _domain_limits(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_domain_limits(value)
+        return value
+
+    @field_validator("SES_CERT_URL_PATTERN")
+    @classmethod
+    def _valid_pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"is not a regular expression: {exc}") from None
+        return value
+
+    @property
+    def domain_rate_limits(self) -> dict[str, float]:
+        return parse_domain_limits(self.MAIL_DOMAIN_RATE_LIMITS or "")
+
+    # --- end Deliverability ------------------------------------------------------
+
     # Operations: metrics/health endpoint, shutdown, stalled jobs, retention
     WORKER_HTTP_HOST: str = "127.0.0.1"
     WORKER_HTTP_PORT: Annotated[int, Field(ge=0, le=65535)] = 9464  # 0 disables
@@ -129,6 +223,65 @@ class Settings(BaseSettings):
     JOB_MAX_RECOVERIES: Annotated[int, Field(ge=0, le=100)] = 3
     JOB_RETENTION_DAYS: Annotated[int, Field(ge=1)] = 7
     LEDGER_CONTEXT_DAYS: Annotated[int, Field(ge=0)] = 30  # 0 keeps contexts forever
+
+    # Senders: Reply-To, the postal address of promotions, rotating SECRET_KEY
+    MAIL_REPLY_TO: str | None = None
+    PROMOTION_POSTAL_ADDRESS: str | None = None  # CAN-SPAM: shown in every promotion's footer
+    SECRET_KEY_FALLBACKS: SecretStr | None = None  # former SECRET_KEYs, comma-separated
+
+    @field_validator("MAIL_REPLY_TO")
+    @classmethod
+    def _valid_reply_to(cls, value: str | None) -> str | None:
+        from jobs.mail.address import normalize_address
+
+        return normalize_address(value) if value and value.strip() else None
+
+    @field_validator("PROMOTION_POSTAL_ADDRESS")
+    @classmethod
+    def _postal_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if any((ord(c) < 32 and c != "\n") or ord(c) == 127 for c in value):
+            raise ValueError("must not contain control characters other than line breaks")
+        return value.strip()
+
+    @field_validator("SECRET_KEY_FALLBACKS")
+    @classmethod
+    def _fallbacks(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if any(len(key.strip()) < 16 for key in value.get_secret_value().split(",")):
+            raise ValueError("every key must be at least 16 characters long")
+        return value
+
+    @property
+    def secret_key_fallbacks(self) -> list[str]:
+        """SECRET_KEY_FALLBACKS as a list (oldest last, as given)."""
+        if self.SECRET_KEY_FALLBACKS is None:
+            return []
+        return [key.strip() for key in self.SECRET_KEY_FALLBACKS.get_secret_value().split(",")]
+
+    # --- Web: `jobs web` (unsubscribe endpoint, operator dashboard) ---------------
+    WEB_HOST: str = "127.0.0.1"
+    WEB_PORT: Port = 8000
+    # Where `jobs web` is reachable from outside, e.g. https://example.com/jobs: promotions
+    # link to WEB_BASE_URL/unsubscribe unless UNSUBSCRIBE_URL says otherwise.
+    WEB_BASE_URL: AnyHttpUrl | None = None
+    WEB_USERNAME: str | None = None
+    WEB_PASSWORD: SecretStr | None = None
+
+    @field_validator("WEB_BASE_URL", "WEB_USERNAME", "WEB_PASSWORD", mode="before")
+    @classmethod
+    def _blank_web_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _web_credentials_paired(self) -> Settings:
+        if (self.WEB_USERNAME is None) != (self.WEB_PASSWORD is None):
+            raise ValueError("WEB_USERNAME and WEB_PASSWORD go together: set both or neither")
+        return self
+
+    # --- end Web ------------------------------------------------------------------
 
     @field_validator("DATABASE_URL")
     @classmethod
@@ -185,6 +338,25 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql://" + url[len(prefix) :]
         raise AssertionError("validated above")  # pragma: no cover
+
+
+def parse_domain_limits(value: str) -> dict[str, float]:
+    """``"gmail.com=20, yahoo.com=10"`` → ``{"gmail.com": 20.0, "yahoo.com": 10.0}``."""
+    limits: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        domain, equals, rate = item.partition("=")
+        domain = domain.strip().lower()
+        try:
+            number = float(rate)
+        except ValueError:
+            number = -1.0
+        if not equals or not domain or "@" in domain or not 0 < number <= 100_000:
+            raise ValueError(
+                "expects domain=messages-per-second pairs separated by commas, "
+                "e.g. gmail.com=20,yahoo.com=10"
+            )
+        limits[domain] = number
+    return limits
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -37,6 +37,7 @@ class FaultyHandler(SinkHandler):
         self.drop_after: int | None = None
         self.stall_mail: deque[float] = deque()
         self.times: list[float] = []
+        self.senders: list[str] = []  # the envelope sender of each accepted message
         self.quits = 0
         self._servers: list[SMTP] = []
 
@@ -78,6 +79,7 @@ class FaultyHandler(SinkHandler):
             return self.data_replies.popleft()
         reply = await super().handle_DATA(server, session, envelope)
         self.times.append(time.monotonic())
+        self.senders.append(str(envelope.mail_from))
         return reply
 
     async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:

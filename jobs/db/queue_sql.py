@@ -61,13 +61,16 @@ SELECT j.queue_name, j.task_name, e.type::text AS type,
  GROUP BY j.queue_name, j.task_name, e.type
 """)
 
-# Every worker: its last heartbeat, that heartbeat's age, and its running jobs.
+# Every worker: its last heartbeat, that heartbeat's age, its running jobs, and where it
+# runs and what it serves (worker_info, written by `jobs worker`; NULL for other workers).
 WORKERS = text("""
 SELECT w.id, w.last_heartbeat,
        extract(epoch FROM now() - w.last_heartbeat)::float8 AS age,
        (SELECT count(*) FROM procrastinate_jobs j
-         WHERE j.worker_id = w.id AND j.status = 'doing') AS running
+         WHERE j.worker_id = w.id AND j.status = 'doing') AS running,
+       i.host, i.pid, i.queues
   FROM procrastinate_workers w
+  LEFT JOIN worker_info i ON i.worker_id = w.id
  ORDER BY w.id
 """)
 
@@ -169,13 +172,15 @@ READ_RESULT = text(
 
 # -- enqueueing (jobs.mail.enqueue, jobs.accounts) ----------------------------------
 
-# CTE `job` deferring the delivery of the row CTE `message` inserted (params: job_params()).
-# It calls procrastinate's own defer function, so a ledger row and its job are ONE statement.
+# CTE `job` deferring the delivery of the row CTE `message` inserted (params: job_params()),
+# due at :scheduled_at (NULL: now). It calls procrastinate's own defer function, so a
+# ledger row and its job are ONE statement.
 DEFER_NEW_MESSAGE = """
     job AS (
         SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(
             :queue, :task, :priority, NULL, NULL,
-            jsonb_build_object('message_ids', jsonb_build_array(message.id)), NULL
+            jsonb_build_object('message_ids', jsonb_build_array(message.id)),
+            CAST(:scheduled_at AS timestamptz)
         )::procrastinate_job_to_defer_v1]) AS ids
         FROM message
     )"""
@@ -212,3 +217,75 @@ FINISH_TAKEN_JOBS = text(
     "UPDATE procrastinate_jobs SET status = 'succeeded', attempts = attempts + 1"
     " WHERE id = ANY(CAST(:job_ids AS bigint[])) AND status = 'doing'"
 )
+
+# -- browsing jobs: `jobs list/show/emails` and the dashboard (jobs.ops.browse) -------
+
+# One page of jobs, newest first, keyset-paginated on id (:before_id), with the time of its
+# latest event. :age keeps jobs deferred within that interval: the first job deferred since
+# then bounds the ids (jobs_procrastinate_events_deferred_at_idx). Each filter has an index:
+# jobs_procrastinate_jobs_{status,queue,task}_id_idx (migration 0011).
+JOBS_PAGE = text("""
+SELECT j.id, j.queue_name, j.task_name, j.status::text AS status, j.attempts,
+       j.scheduled_at, last.at AS last_event_at, last.type::text AS last_event
+  FROM procrastinate_jobs j
+  LEFT JOIN LATERAL (SELECT e.at, e.type FROM procrastinate_events e
+                      WHERE e.job_id = j.id ORDER BY e.id DESC LIMIT 1) last ON true
+ WHERE (CAST(:queue AS text) IS NULL OR j.queue_name = :queue)
+   AND (CAST(:task AS text) IS NULL OR j.task_name = :task)
+   AND (CAST(:status AS text) IS NULL OR j.status = CAST(:status AS procrastinate_job_status))
+   AND (CAST(:before_id AS bigint) IS NULL OR j.id < :before_id)
+   AND (CAST(:age AS interval) IS NULL OR j.id >= coalesce(
+        (SELECT d.job_id FROM procrastinate_events d
+          WHERE d.type = 'deferred' AND d.at >= now() - CAST(:age AS interval)
+          ORDER BY d.at LIMIT 1), 9223372036854775807))
+ ORDER BY j.id DESC
+ LIMIT :limit
+""")
+
+# One job, all of its columns `jobs show` and the job page display.
+JOB_DETAIL = text("""
+SELECT j.id, j.queue_name, j.task_name, j.status::text AS status, j.priority, j.lock,
+       j.queueing_lock, j.args, j.scheduled_at, j.attempts, j.abort_requested, j.worker_id
+  FROM procrastinate_jobs j WHERE j.id = :job_id
+""")
+
+# A job's events, oldest first (procrastinate_events_job_id_fkey_v1).
+JOB_EVENTS = text("""
+SELECT e.type::text AS type, e.at FROM procrastinate_events e
+ WHERE e.job_id = :job_id ORDER BY e.at, e.id
+""")
+
+# The delivery job that carries each ledger row (jobs_procrastinate_jobs_message_ids_idx, a
+# GIN index on the jobs of task 'email.deliver': the literal lets any plan use it).
+JOBS_OF_MESSAGES = text("""
+SELECT m.id AS message_id, max(j.id) AS job_id
+  FROM unnest(CAST(:message_ids AS bigint[])) AS m(id)
+  LEFT JOIN procrastinate_jobs j
+    ON j.task_name = 'email.deliver' AND j.args -> 'message_ids' @> jsonb_build_array(m.id)
+ GROUP BY m.id
+""")
+
+# Outcome events per minute, queue and task over the last hour (the dashboard's chart and
+# its 1 h counts): jobs_procrastinate_events_outcome_at_idx, then one job lookup per event.
+THROUGHPUT = text("""
+SELECT date_trunc('minute', e.at) AS minute, j.queue_name, j.task_name,
+       e.type::text AS type, count(*) AS n
+  FROM procrastinate_events e
+ CROSS JOIN LATERAL (SELECT queue_name, task_name FROM procrastinate_jobs
+                      WHERE id = e.job_id LIMIT 1) j
+ WHERE e.type IN ('succeeded', 'failed', 'deferred_for_retry')
+   AND e.at >= date_trunc('minute', now()) - interval '59 minutes'
+ GROUP BY 1, 2, 3, 4
+""")
+
+# `jobs worker` says where it runs; rows of workers procrastinate has pruned go.
+RECORD_WORKER = text("""
+WITH gone AS (
+    DELETE FROM worker_info i
+     WHERE NOT EXISTS (SELECT 1 FROM procrastinate_workers w WHERE w.id = i.worker_id)
+)
+INSERT INTO worker_info (worker_id, host, pid, queues)
+VALUES (:worker_id, :host, :pid, :queues)
+ON CONFLICT (worker_id) DO UPDATE
+   SET host = excluded.host, pid = excluded.pid, queues = excluded.queues
+""")

@@ -75,12 +75,17 @@ class Sink:
         outbox: Path | None = None,
         host: str = "127.0.0.1",
         port: int | None = None,
+        smtputf8: bool = False,
     ) -> None:
         self.handler = handler or SinkHandler(outbox)
         self.host = host
         self.port = port or free_port(host)
         self._controller = _Controller(
-            self.handler, hostname=host, port=self.port, data_size_limit=50 * 2**20
+            self.handler,
+            hostname=host,
+            port=self.port,
+            data_size_limit=50 * 2**20,
+            enable_SMTPUTF8=smtputf8,  # offer SMTPUTF8 (RFC 6531) like most real servers
         )
 
     def start(self) -> Sink:

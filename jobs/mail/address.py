@@ -36,3 +36,8 @@ def wire_address(address: str) -> str:
     """
     result = _validate(address)
     return result.ascii_email or result.normalized
+
+
+def ascii_domain(address: str) -> str:
+    """The domain of ``address`` in ASCII (punycode for an IDN)."""
+    return str(_validate(address).ascii_domain)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 
 from jobs.errors import ConfigError
+from jobs.feedback.config import Verp, verp
 from jobs.mail.templates import search_path
 from jobs.settings import Settings
 
@@ -53,6 +54,18 @@ class MailConfig:
     sender_name: str
     template_dirs: tuple[Path, ...]
     template_globals: dict[str, Any] = field(default_factory=dict)
+    reply_to: str | None = None  # MAIL_REPLY_TO: Reply-To of every email that sets none
+    verp: Verp | None = None  # MAIL_BOUNCE_DOMAIN: the envelope sender names the row
+    stream: str = "default"  # "bulk": promotions on their own server (MAIL_BULK_*)
+    rate_limit: float | None = None  # this stream's messages/second (its own budget)
+    domain_limits: dict[str, float] = field(default_factory=dict)  # MAIL_DOMAIN_RATE_LIMITS
+
+    @property
+    def budget(self) -> str:
+        """The name of this stream's send budget (`jobs.mail.ratelimit`)."""
+        return (
+            self.smtp.address if self.stream == "default" else f"{self.stream}:{self.smtp.address}"
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MailConfig:
@@ -70,4 +83,39 @@ class MailConfig:
             sender_name=settings.MAIL_FROM_NAME,
             template_dirs=search_path(settings.MAIL_TEMPLATE_DIR),
             template_globals={"frontend_url": str(settings.FRONTEND_URL).rstrip("/")},
+            reply_to=settings.MAIL_REPLY_TO,
+            verp=verp(settings),
+            rate_limit=settings.MAIL_RATE_LIMIT,
+            domain_limits=settings.domain_rate_limits,
+        )
+
+    @classmethod
+    def for_stream(cls, settings: Settings, *, bulk: bool) -> MailConfig:
+        """The transactional stream, or for ``bulk`` mail the MAIL_BULK_* stream when
+        MAIL_BULK_SERVER is set (each MAIL_BULK_* unset falls back to its MAIL_*)."""
+        default = cls.from_settings(settings)
+        if not bulk or settings.MAIL_BULK_SERVER is None:
+            return default
+
+        def pick(bulk_value: Any, value: Any) -> Any:
+            return value if bulk_value is None else bulk_value
+
+        try:
+            smtp = SmtpConfig(
+                host=settings.MAIL_BULK_SERVER,
+                port=pick(settings.MAIL_BULK_PORT, settings.MAIL_PORT),
+                username=pick(settings.MAIL_BULK_USERNAME, settings.MAIL_USERNAME),
+                password=pick(settings.MAIL_BULK_PASSWORD, settings.MAIL_PASSWORD),
+                starttls=pick(settings.MAIL_BULK_STARTTLS, settings.MAIL_STARTTLS),
+                ssl_tls=pick(settings.MAIL_BULK_SSL_TLS, settings.MAIL_SSL_TLS),
+                timeout=settings.MAIL_TIMEOUT,
+            )
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("MAIL_", "MAIL_BULK_")) from None
+        return replace(
+            default,
+            smtp=smtp,
+            sender=pick(settings.MAIL_BULK_FROM, settings.MAIL_FROM),
+            stream="bulk",
+            rate_limit=pick(settings.MAIL_BULK_RATE_LIMIT, settings.MAIL_RATE_LIMIT),
         )

@@ -27,18 +27,21 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.errors import JobsError, describe
+from jobs.feedback.breaker import Thresholds, check_messages
+from jobs.feedback.suppressions import suppress_refused
+from jobs.feedback.verp import return_path
 from jobs.mail import ledger, smtp
 from jobs.mail.config import MailConfig
 from jobs.mail.ledger import Outcome, Pending
 from jobs.mail.message import Outgoing, build_wire, message_id_for
 from jobs.mail.pool import SmtpPool
-from jobs.mail.ratelimit import RateLimiter
+from jobs.mail.ratelimit import DomainLimits, RateLimiter
 from jobs.mail.templates import render
 from jobs.models import EmailStatus, FailureKind
 from jobs.ops import metrics
@@ -62,8 +65,11 @@ class Delivery:
     pool: SmtpPool
     limiter: RateLimiter
     final_attempt: bool
+    installation: str  # mixed into every Message-ID (jobs.db.installation)
     interrupted: Callable[[], str] = lambda: "delivery interrupted"
     batch_size: int = BATCH_SIZE
+    breaker: Thresholds | None = None  # promotion chunks: the circuit breaker
+    domains: DomainLimits | None = None  # MAIL_DOMAIN_RATE_LIMITS
 
 
 @dataclass
@@ -89,7 +95,7 @@ class Report:
         return {"sent": self.sent, "failed": self.failed, "suppressed": self.suppressed}
 
 
-def compose(row: Pending, mail: MailConfig) -> tuple[Outgoing, str]:
+def compose(row: Pending, mail: MailConfig, installation: str) -> tuple[Outgoing, str]:
     """Render and build the MIME message for one row; returns it and its subject."""
     context = {**mail.template_globals, **(row.context or {})}
     rendered = render(row.template, context, mail.template_dirs)
@@ -103,9 +109,12 @@ def compose(row: Pending, mail: MailConfig) -> tuple[Outgoing, str]:
         subject=subject,
         text=rendered.text,
         html=rendered.html,
-        message_id=message_id_for(row.idempotency_key, mail.sender),
+        message_id=message_id_for(row.idempotency_key, mail.sender, installation),
         headers=row.headers,
+        reply_to=mail.reply_to,
     )
+    if mail.verp is not None:  # bounces come back naming this row
+        message = replace(message, sender=return_path(mail.verp.key, row.id, mail.verp.domain))
     return message, subject
 
 
@@ -129,6 +138,7 @@ async def send_all(
     is neither failed on this job's final attempt nor a reason to retry this job.
     """
     slots = await run.limiter.reserve(len(rows))
+    by_domain = await run.domains.reserve(r.to_address for r in rows) if run.domains else []
     queue = iter(enumerate(rows))
     stop: list[BaseException] = []
     deferred: list[smtp.Deferred] = []
@@ -139,12 +149,14 @@ async def send_all(
                 return
             outcome = outcomes[row.id] = Outcome(row.id)
             try:
-                message, outcome.subject = compose(row, run.mail)
+                message, outcome.subject = compose(row, run.mail, run.installation)
             except Exception as exc:  # a bad template or address fails this message only
                 reason = str(exc) if isinstance(exc, JobsError) else describe(exc)
                 _fail(outcome, FailureKind.INVALID, reason)
                 continue
             await slots.wait(index)
+            if by_domain and (domain_slot := by_domain[index]) is not None:
+                await domain_slot.wait(0)
             outcome.attempted = True  # a failed connect is a failed attempt too
             try:
                 async with run.pool.connection() as client:
@@ -157,6 +169,16 @@ async def send_all(
                 _fail(outcome, FailureKind.REJECTED, str(exc))
                 continue
             except smtp.Deferred as exc:
+                if (
+                    isinstance(exc, smtp.SlowDown)
+                    and run.domains is not None
+                    and await run.domains.slow_down(row.to_address)  # its domain has a budget
+                ):
+                    outcome.attempted = False  # throttled, not tried: a retry takes it
+                    outcome.error = f"{exc} (the receiver asked to slow down; budget lowered)"
+                    if row.id not in taken:  # a taken row is left to its own job
+                        deferred.append(exc)
+                    continue
                 outcome.error = f"{exc} (server {run.mail.smtp.address})"
                 if row.id in taken:  # its own job, still waiting, retries it
                     continue
@@ -229,6 +251,13 @@ async def deliver_batch(
     await ledger.record(session, outcomes.values())
     handled = [outcome.id for outcome in outcomes.values() if outcome.status != EmailStatus.PENDING]
     await ledger.finish_taken(session, [taken[i] for i in handled if i in taken])
+    rejected = [o for o in outcomes.values() if o.failure == FailureKind.REJECTED]
+    if rejected:  # "no such mailbox" is a hard bounce, whoever says it
+        addresses = {row.id: row.to_address for row in rows}
+        await suppress_refused(session, [(addresses[o.id], o.error or "") for o in rejected])
+    if run.breaker is not None:  # on a refusal, and once per job: refusals count as bounces
+        checked = ids if report.done else [o.id for o in rejected]
+        await check_messages(session, checked, run.breaker)
     counts = Counter(outcome.status for outcome in outcomes.values())
     report.sent += counts[EmailStatus.SENT]
     report.failed += counts[EmailStatus.FAILED]

@@ -2,6 +2,10 @@
 
 Nothing here commits. Roll the caller's transaction back and neither the row
 nor the job exists; commit it and a worker delivers the email.
+
+A caller's ``idempotency_key`` is stored as ``user:<key>`` (`CALLER_KEY_PREFIX`):
+the keys `jobs` makes itself (``welcome:<user id>``, ``promotion:<run>:<user>``,
+``email:<uuid>``) live apart, so no application key can ever take one of them.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from procrastinate import PsycopgConnector, SyncPsycopgConnector
@@ -19,9 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from jobs.db.queue_sql import DEFER_NEW_MESSAGE
-from jobs.errors import InvalidContext
+from jobs.errors import InvalidContext, InvalidSchedule
 from jobs.mail.address import normalize_address
-from jobs.mail.message import check_header
+from jobs.mail.message import check_extra_headers, check_subject
 from jobs.mail.templates import ensure_template, search_path
 from jobs.models import Base, EmailMessage
 from jobs.settings import get_settings
@@ -34,8 +39,13 @@ _sync_jobs = JobManager(SyncPsycopgConnector())
 _async_jobs = JobManager(PsycopgConnector())
 
 
-def delivery_job(message_ids: list[int], *, priority: int = TRANSACTIONAL_PRIORITY) -> Job:
-    """The `email.deliver` job for ``message_ids``."""
+def delivery_job(
+    message_ids: list[int],
+    *,
+    priority: int = TRANSACTIONAL_PRIORITY,
+    scheduled_at: datetime | None = None,
+) -> Job:
+    """The `email.deliver` job for ``message_ids`` (due at ``scheduled_at``, None: now)."""
     return Job(
         id=None,
         queue=EMAIL_QUEUE,
@@ -44,6 +54,7 @@ def delivery_job(message_ids: list[int], *, priority: int = TRANSACTIONAL_PRIORI
         lock=None,
         queueing_lock=None,
         task_kwargs={"message_ids": list(message_ids)},
+        scheduled_at=scheduled_at,
     )
 
 
@@ -58,13 +69,16 @@ def defer_delivery(
 
 
 async def defer_delivery_async(
-    session: AsyncSession, message_ids: list[int], *, priority: int = TRANSACTIONAL_PRIORITY
+    session: AsyncSession,
+    message_ids: list[int],
+    *,
+    priority: int = TRANSACTIONAL_PRIORITY,
+    scheduled_at: datetime | None = None,
 ) -> int:
     """`defer_delivery` for an `AsyncSession`."""
     raw = (await (await session.connection()).get_raw_connection()).driver_connection
-    [job] = await _async_jobs.batch_defer_jobs_async(
-        [delivery_job(message_ids, priority=priority)], connection=raw
-    )
+    job = delivery_job(message_ids, priority=priority, scheduled_at=scheduled_at)
+    [job] = await _async_jobs.batch_defer_jobs_async([job], connection=raw)
     assert job.id is not None
     return job.id
 
@@ -73,9 +87,41 @@ def columns_of(model: type[Base]) -> str:
     return ", ".join(column.name for column in model.__table__.columns)
 
 
-def job_params(priority: int = TRANSACTIONAL_PRIORITY) -> dict[str, Any]:
-    """The parameters of `DEFER_NEW_MESSAGE`."""
-    return {"queue": EMAIL_QUEUE, "task": DELIVER_TASK, "priority": priority}
+def job_params(
+    priority: int = TRANSACTIONAL_PRIORITY, scheduled_at: datetime | None = None
+) -> dict[str, Any]:
+    """The parameters of `DEFER_NEW_MESSAGE` (``scheduled_at`` None: due now)."""
+    return {
+        "queue": EMAIL_QUEUE,
+        "task": DELIVER_TASK,
+        "priority": priority,
+        "scheduled_at": scheduled_at,
+    }
+
+
+CALLER_KEY_PREFIX = "user:"
+
+
+def caller_key(idempotency_key: str) -> str:
+    """Where a caller's ``idempotency_key`` is stored (see the module docstring)."""
+    if not isinstance(idempotency_key, str) or not idempotency_key:
+        raise InvalidContext("idempotency_key must be a non-empty string")
+    return CALLER_KEY_PREFIX + idempotency_key
+
+
+def send_time(send_at: datetime | None, delay: timedelta | None) -> datetime | None:
+    """When the email may go: ``send_at`` (timezone-aware), now + ``delay``, or None (now)."""
+    if send_at is not None and delay is not None:
+        raise InvalidSchedule("give send_at or delay, not both")
+    if send_at is not None:
+        if not isinstance(send_at, datetime) or send_at.utcoffset() is None:
+            raise InvalidSchedule("send_at must be a timezone-aware datetime")
+        return send_at.astimezone(UTC)
+    if delay is not None:
+        if not isinstance(delay, timedelta) or delay < timedelta(0):
+            raise InvalidSchedule("delay must be a timedelta of zero or more")
+        return datetime.now(UTC) + delay
+    return None
 
 
 # Explicit columns let SQLAlchemy map (and cache) the result by position.
@@ -84,9 +130,10 @@ _ENQUEUE = select(EmailMessage).from_statement(
         f"""
         WITH message AS (
             INSERT INTO email_messages
-                (idempotency_key, kind, user_id, to_address, template, context, subject)
+                (idempotency_key, kind, user_id, to_address, template, context, subject,
+                 headers, not_before)
             VALUES (:key, :kind, :user_id, :to_address, :template, CAST(:context AS jsonb),
-                    :subject)
+                    :subject, CAST(:headers AS jsonb), :scheduled_at)
             ON CONFLICT (idempotency_key) DO NOTHING
             RETURNING {columns_of(EmailMessage)}
         ), {DEFER_NEW_MESSAGE}
@@ -105,25 +152,36 @@ def _enqueue_params(
     idempotency_key: str | None,
     kind: str | None,
     user_id: int | None,
+    send_at: datetime | None = None,
+    delay: timedelta | None = None,
+    reply_to: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Validate everything before the database is touched; the statement's parameters."""
     address = normalize_address(to)
     ensure_template(template, search_path(get_settings().MAIL_TEMPLATE_DIR))
     if subject is not None:
-        check_header("Subject", subject)
+        check_subject(subject)
+    extra = check_extra_headers(headers or {})
+    if reply_to is not None:
+        extra["Reply-To"] = normalize_address(reply_to)
+    scheduled_at = send_time(send_at, delay)
     try:
         context_json = json.dumps(dict(context))
     except (TypeError, ValueError) as exc:
         raise InvalidContext(f"email context must be JSON-serializable: {exc}") from None
     return {
-        "key": idempotency_key or f"email:{uuid.uuid4()}",
+        "key": caller_key(idempotency_key)
+        if idempotency_key is not None
+        else f"email:{uuid.uuid4()}",
         "kind": kind or template,
         "user_id": user_id,
         "to_address": address,
         "template": template,
         "context": context_json,
         "subject": subject,
-        **job_params(),
+        "headers": json.dumps(extra) if extra else None,
+        **job_params(scheduled_at=scheduled_at),
     }
 
 
@@ -141,12 +199,20 @@ def enqueue_email(
     idempotency_key: str | None = None,
     kind: str | None = None,
     user_id: int | None = None,
+    send_at: datetime | None = None,
+    delay: timedelta | None = None,
+    reply_to: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> EmailMessage:
     """Insert the ledger row and defer its delivery, on ``session``'s transaction.
 
-    A repeated ``idempotency_key`` returns the existing message and defers nothing.
-    Raises a `ValueError` subclass for a bad address, template or context,
-    before anything is written.
+    A repeated ``idempotency_key`` returns the existing message and defers nothing
+    (the key is stored as ``user:<key>``, apart from the keys `jobs` makes).
+    ``send_at`` (timezone-aware) or ``delay``: not sent before then.
+    ``reply_to`` (default MAIL_REPLY_TO) and ``headers`` (extra header fields;
+    not those `jobs` writes: From, To, Subject, Date, Message-ID, Reply-To, List-*, ...).
+    Raises a `ValueError` subclass for a bad address, template, context, subject,
+    header or time, before anything is written.
     """
     params = _enqueue_params(
         to=to,
@@ -156,6 +222,10 @@ def enqueue_email(
         idempotency_key=idempotency_key,
         kind=kind,
         user_id=user_id,
+        send_at=send_at,
+        delay=delay,
+        reply_to=reply_to,
+        headers=headers,
     )
     message: EmailMessage | None = session.scalars(_ENQUEUE, params).one_or_none()
     return message or session.scalars(_by_key(params["key"])).one()
@@ -171,6 +241,10 @@ async def enqueue_email_async(
     idempotency_key: str | None = None,
     kind: str | None = None,
     user_id: int | None = None,
+    send_at: datetime | None = None,
+    delay: timedelta | None = None,
+    reply_to: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> EmailMessage:
     """`enqueue_email` for an `AsyncSession`."""
     params = _enqueue_params(
@@ -181,6 +255,10 @@ async def enqueue_email_async(
         idempotency_key=idempotency_key,
         kind=kind,
         user_id=user_id,
+        send_at=send_at,
+        delay=delay,
+        reply_to=reply_to,
+        headers=headers,
     )
     message: EmailMessage | None = (await session.scalars(_ENQUEUE, params)).one_or_none()
     return message or (await session.scalars(_by_key(params["key"]))).one()

@@ -28,11 +28,16 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     ColumnElement,
+    Text,
     Update,
     and_,
     any_,
     bindparam,
     case,
+    cast,
+    func,
+    literal,
+    or_,
     select,
     text,
     update,
@@ -40,7 +45,15 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.db import queue_sql
-from jobs.models import EmailMessage, EmailStatus, FailureKind, User
+from jobs.models import (
+    EmailMessage,
+    EmailStatus,
+    FailureKind,
+    PromotionRun,
+    Suppression,
+    SuppressionReason,
+    User,
+)
 from jobs.tasks import DELIVER_TASK, EMAIL_QUEUE, TRANSACTIONAL_PRIORITY
 
 # Reasons written to ``last_error`` (for humans; `FailureKind` is what code reads).
@@ -49,6 +62,8 @@ TRANSIENT_EXHAUSTED = "transient, retries exhausted: "
 WORKER_DIED = "worker died {n} times"
 
 RETRYABLE = (FailureKind.TRANSIENT_EXHAUSTED, FailureKind.WORKER_DIED)
+# Suppression reasons that stop transactional mail too (the others: promotions only).
+SUPPRESSES_TRANSACTIONAL = (SuppressionReason.HARD_BOUNCE.value, SuppressionReason.MANUAL.value)
 
 
 def message_ids(task_name: str, args: Mapping[str, Any]) -> list[int]:
@@ -69,7 +84,7 @@ class Pending:
     context: dict[str, Any] | None
     subject: str | None
     headers: dict[str, str] | None  # extra headers (List-Unsubscribe for promotions)
-    suppress: str | None  # why not to send it (user inactive, or unsubscribed from promotions)
+    suppress: str | None  # why not to send it (user inactive, unsubscribed, suppressed address)
 
 
 @dataclass
@@ -116,13 +131,31 @@ _LOCK = (
                 ),
                 "suppressed: the user unsubscribed from promotions",
             ),
+            (
+                or_(
+                    Suppression.reason.in_(SUPPRESSES_TRANSACTIONAL),
+                    and_(
+                        EmailMessage.promotion_run_id.is_not(None),
+                        Suppression.reason.is_not(None),
+                    ),
+                ),
+                literal("suppressed: the address is on the suppression list (")
+                + cast(Suppression.reason, Text)
+                + literal(")"),
+            ),
         ),
     )
     .outerjoin(User, User.id == EmailMessage.user_id)
+    # Deliverability: the suppression list, and promotion runs the circuit breaker paused
+    # (their rows stay pending until the run is resumed or cancelled).
+    .outerjoin(Suppression, Suppression.address == func.lower(EmailMessage.to_address))
+    .outerjoin(PromotionRun, PromotionRun.id == EmailMessage.promotion_run_id)
     .where(
         EmailMessage.id == _ids(),
         EmailMessage.status == EmailStatus.PENDING,
         EmailMessage.id > bindparam("after"),
+        PromotionRun.paused_at.is_(None),
+        or_(EmailMessage.not_before.is_(None), EmailMessage.not_before <= func.now()),
     )
     .order_by(EmailMessage.id)
     .limit(bindparam("limit"))
@@ -136,7 +169,8 @@ async def lock_batch(
     """The next ``limit`` pending rows among ``ids`` with id > ``after``, locked.
 
     Rows another job holds are skipped (that job sends them), so two jobs never
-    send the same row; a row already ``sent`` is never returned. A row whose
+    send the same row; a row already ``sent`` is never returned, nor one whose
+    ``not_before`` (``send_at=``) has not come yet. A row whose
     user is inactive (or, for a promotion, unsubscribed) comes back with
     ``suppress`` set.
     """
@@ -257,3 +291,23 @@ def reset_retryable(ids: list[int]) -> Update:
         .values(status=EmailStatus.PENDING, failure_kind=None)
         .execution_options(synchronize_session=False)
     )
+
+
+_NOT_YET_DUE = (
+    select(EmailMessage.id, EmailMessage.not_before)
+    .where(
+        EmailMessage.id == _ids(),
+        EmailMessage.status == EmailStatus.PENDING,
+        EmailMessage.not_before > func.now(),
+    )
+    .order_by(EmailMessage.id)
+)
+
+
+async def not_yet_due(session: AsyncSession, ids: Sequence[int]) -> tuple[list[int], datetime]:
+    """The pending rows among ``ids`` whose ``not_before`` has not come (a job ran
+    early: a retry, a re-queue, another job's claim), and the earliest such time."""
+    rows = (await session.execute(_NOT_YET_DUE, {"ids": list(ids)})).all()
+    if not rows:
+        return [], datetime.max
+    return [row[0] for row in rows], min(row[1] for row in rows if row[1] is not None)

@@ -124,19 +124,19 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
         client.close()
 
 
-_pool: SmtpPool | None = None
+# One pool per stream: "default", and "bulk" when MAIL_BULK_SERVER gives promotions their own.
+_pools: dict[str, SmtpPool] = {}
 
 
 def open_connections() -> int:
-    """SMTP connections the process's pool holds open now (the metrics gauge)."""
-    return _pool.open_connections if _pool is not None else 0
+    """SMTP connections the process's pools hold open now (the metrics gauge)."""
+    return sum(pool.open_connections for pool in list(_pools.values()))
 
 
-def get_pool(config: SmtpConfig, max_size: int) -> SmtpPool:
-    """The process's pool for ``config`` on the running loop (created on first use)."""
-    global _pool
+def get_pool(config: SmtpConfig, max_size: int, stream: str = "default") -> SmtpPool:
+    """The pool of ``stream`` for ``config`` on the running loop (created on first use)."""
     loop = asyncio.get_running_loop()
-    current = _pool
+    current = _pools.get(stream)
     if current is not None and (current.config, current.max_size, current.loop) == (
         config,
         max_size,
@@ -145,21 +145,20 @@ def get_pool(config: SmtpConfig, max_size: int) -> SmtpPool:
         return current
     if current is not None:  # settings changed (tests) or a new event loop
         current.abandon()
-    _pool = SmtpPool(config, max_size)
-    return _pool
+    _pools[stream] = pool = SmtpPool(config, max_size)
+    return pool
 
 
 async def close_pool() -> None:
-    """Close the process's pool, if any (worker shutdown)."""
-    global _pool
-    current, _pool = _pool, None
-    if current is None:
-        return
+    """Close the process's pools, if any (worker shutdown)."""
+    pools = list(_pools.values())
+    _pools.clear()
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:  # pragma: no cover - called from sync code
         running = None
-    if current.loop is running:
-        await current.close()
-    else:
-        current.abandon()
+    for current in pools:
+        if current.loop is running:
+            await current.close()
+        else:
+            current.abandon()

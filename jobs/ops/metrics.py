@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from procrastinate import JobContext
@@ -28,11 +28,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.mail.pool import open_connections
 from jobs.ops import queries as monitor
+from jobs.tasks import DELIVER_TASK, PROMOTION_TASK, PRUNE_TASK, QUEUES, RECOVER_TASK
 
 logger = logging.getLogger(__name__)
 
 JOB_OUTCOMES = ("succeeded", "failed", "retried", "aborted")
 EMAIL_OUTCOMES = ("sent", "failed", "suppressed", "deferred")
+QUEUE_STATUSES = ("todo", "doing", "failed")
+TASKS = (
+    DELIVER_TASK,
+    PROMOTION_TASK,
+    RECOVER_TASK,
+    PRUNE_TASK,
+)  # the statuses jobs_queue_jobs publishes
 
 JOBS_FINISHED = Counter(
     "jobs_finished",
@@ -66,6 +74,9 @@ STALLED_JOBS = Counter(
 )
 for _outcome in EMAIL_OUTCOMES:
     EMAILS.labels(_outcome)
+for _task in TASKS:
+    for _outcome in JOB_OUTCOMES:
+        JOBS_FINISHED.labels(_task, _outcome)
 for _action in ("retried", "failed"):
     STALLED_JOBS.labels(_action)
 
@@ -95,23 +106,73 @@ async def observe_job(call_next: AsyncCallNext, context: JobContext, worker: Wor
 class DatabaseCollector(Collector):
     """Queue gauges from one query per scrape (never per job)."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, stalled_after: float) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        stalled_after: float,
+        queues: Sequence[str] = QUEUES,
+    ) -> None:
         self._sessions = sessions
         self._stalled_after = stalled_after
+        self._queues = tuple(queues)  # always published, 0 when empty (not "no data")
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         # Names only: registering must not query the database.
-        return iter(self._families(monitor.Gauges(), describe=True))
+        empty = monitor.Deliverability({}, [], 0)
+        return iter(
+            [*self._families(monitor.Gauges(), describe=True), *self._deliverability(empty, [])]
+        )
+
+    @staticmethod
+    def _deliverability(
+        found: monitor.Deliverability, runs: list[dict[str, Any]]
+    ) -> list[GaugeMetricFamily]:
+        suppressed = GaugeMetricFamily(
+            "jobs_suppressed_addresses",
+            "Addresses on the suppression list, by reason",
+            None,
+            ["reason"],
+        )
+        events = GaugeMetricFamily(
+            "jobs_feedback_events",
+            "Bounces and complaints recorded, by kind and campaign (all time)",
+            None,
+            ["kind", "campaign"],
+        )
+        paused = GaugeMetricFamily(
+            "jobs_promotion_runs_paused", "Promotion runs the circuit breaker paused"
+        )
+        rates = GaugeMetricFamily(
+            "jobs_promotion_run_rate",
+            "Hard-bounce and complaint rate of the latest promotion runs",
+            None,
+            ["run", "campaign", "kind"],
+        )
+        for reason, n in sorted(found.suppressions.items()):
+            suppressed.add_metric([reason], n)
+        for row in found.feedback:
+            events.add_metric([row["kind"], row["campaign"]], row["total"])
+        paused.add_metric([], found.runs_paused)
+        for run in runs:
+            sample = run["sent"] + run["refused"]
+            for kind, n in (("hard_bounce", run["bounced"]), ("complaint", run["complaints"])):
+                if sample:
+                    rates.add_metric([str(run["id"]), run["campaign"], kind], n / sample)
+        return [suppressed, events, paused, rates]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             with self._sessions() as session:
                 gauges = monitor.gauges(session, stalled_after=self._stalled_after)
+                feedback = monitor.deliverability(session)
+                runs = monitor.promotion_runs(session)
         except (SQLAlchemyError, OSError) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             logger.warning("metrics: queue gauges unavailable: %s", reason)
             gauges = None
-        return iter(self._families(gauges))
+            return iter(self._families(gauges))
+        return iter([*self._families(gauges), *self._deliverability(feedback, runs)])
 
     def _families(
         self, gauges: monitor.Gauges | None, *, describe: bool = False
@@ -145,12 +206,12 @@ class DatabaseCollector(Collector):
             up.add_metric([], 0)
             return [up]
         up.add_metric([], 1)
-        for (queue, status), n in sorted(gauges.jobs.items()):
-            jobs.add_metric([queue, status], n)
-        for queue, n in sorted(gauges.due.items()):
-            due.add_metric([queue], n)
-        for queue, seconds in sorted(gauges.lag.items()):
-            lag.add_metric([queue], seconds)
+        queues = sorted({*self._queues, *(q for q, _ in gauges.jobs), *gauges.due})
+        for queue in queues:
+            for status in QUEUE_STATUSES:
+                jobs.add_metric([queue, status], gauges.jobs.get((queue, status), 0))
+            due.add_metric([queue], gauges.due.get(queue, 0))
+            lag.add_metric([queue], gauges.lag.get(queue, 0.0))
         workers.add_metric([], gauges.workers_alive)
         pending.add_metric([], gauges.emails_pending)
         return families

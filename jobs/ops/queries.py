@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from jobs.db.queue_sql import GAUGES, OUTCOMES, WORKERS
+from jobs.db.queue_sql import GAUGES, OUTCOMES, THROUGHPUT, WORKERS
 
 _LEDGER_WINDOWS = text("""
 SELECT status, count(*) FILTER (WHERE created_at >= now() - interval '1 hour') AS last_hour,
@@ -88,13 +88,38 @@ class WorkerRow:
     seconds_since_heartbeat: float
     alive: bool
     running: int
+    host: str | None = None  # None: not started by `jobs worker` (where it runs is unknown)
+    pid: int | None = None
+    queues: list[str] | None = None
+
+    def serves(self, queue: str) -> bool:
+        """Whether it may work ``queue`` (a worker of unknown queues may serve any)."""
+        return self.queues is None or queue in self.queues
 
 
 def workers(session: Session, *, stalled_after: float) -> list[WorkerRow]:
     return [
-        WorkerRow(int(id_), beat, float(age), float(age) <= stalled_after, int(running))
-        for id_, beat, age, running in session.execute(WORKERS)
+        WorkerRow(
+            int(id_),
+            beat,
+            float(age),
+            float(age) <= stalled_after,
+            int(running),
+            host,
+            None if pid is None else int(pid),
+            None if queues is None else list(queues),
+        )
+        for id_, beat, age, running, host, pid, queues in session.execute(WORKERS)
     ]
+
+
+def unserved_queues(due: dict[str, int], workers: list[WorkerRow]) -> list[str]:
+    """Queues with due jobs that no live worker serves."""
+    return sorted(
+        queue
+        for queue, n in due.items()
+        if n > 0 and not any(w.alive and w.serves(queue) for w in workers)
+    )
 
 
 @dataclass
@@ -118,16 +143,98 @@ _RUNS = text(
     SELECT r.id, c.name AS campaign, r.period, r.total_users, r.queued,
            count(m.id) FILTER (WHERE m.status = 'sent') AS sent,
            count(m.id) FILTER (WHERE m.status = 'failed') AS failed,
+           count(m.id) FILTER (WHERE m.failure_kind = 'rejected' OR m.feedback = 'hard_bounce')
+               AS bounced,
+           count(m.id) FILTER (WHERE m.feedback = 'complaint') AS complaints,
+           count(m.id) FILTER (WHERE m.failure_kind = 'rejected') AS refused,
+           CASE WHEN r.cancelled_at IS NOT NULL THEN 'cancelled'
+                WHEN r.paused_at IS NOT NULL THEN 'paused'
+                WHEN r.finished_at IS NOT NULL THEN 'finished' ELSE 'running' END AS state,
            r.started_at, r.finished_at
     FROM (SELECT * FROM promotion_runs ORDER BY id DESC LIMIT :n) AS r
     JOIN campaigns AS c ON c.id = r.campaign_id
     LEFT JOIN email_messages AS m ON m.promotion_run_id = r.id
-    GROUP BY r.id, c.name, r.period, r.total_users, r.queued, r.started_at, r.finished_at
+    GROUP BY r.id, c.name, r.period, r.total_users, r.queued, r.started_at, r.finished_at,
+             r.paused_at, r.cancelled_at
     ORDER BY r.id DESC
     """
 )
 
 
 def promotion_runs(session: Session, *, limit: int = 5) -> list[dict[str, Any]]:
-    """The latest promotion runs with their counts (sent/failed read off the ledger)."""
-    return [dict(row._mapping) for row in session.execute(_RUNS, {"n": limit})]
+    """The latest promotion runs with their counts (read off the ledger), their
+    hard-bounce and complaint rates (over sent + refused) and their state."""
+    rows = [dict(row._mapping) for row in session.execute(_RUNS, {"n": limit})]
+    for row in rows:
+        sample = row["sent"] + row["refused"]
+        row["bounce_rate"] = _percent(row["bounced"], sample)
+        row["complaint_rate"] = _percent(row["complaints"], sample)
+    return rows
+
+
+def _percent(part: int, whole: int) -> str | None:
+    return None if whole <= 0 else f"{100 * part / whole:.2f}%"
+
+
+# Deliverability: suppressions by reason, feedback events by kind and campaign.
+_SUPPRESSIONS = text("SELECT reason, count(*) FROM suppressions GROUP BY reason")
+_FEEDBACK = text(
+    """
+    SELECT e.kind, coalesce(c.name, CASE WHEN m.id IS NULL THEN 'unmatched'
+                                         ELSE 'transactional' END) AS campaign,
+           count(*) FILTER (WHERE e.received_at >= now() - interval '24 hours') AS last_day,
+           count(*) AS total
+      FROM feedback_events AS e
+      LEFT JOIN email_messages AS m ON m.id = e.email_message_id
+      LEFT JOIN promotion_runs AS r ON r.id = m.promotion_run_id
+      LEFT JOIN campaigns AS c ON c.id = r.campaign_id
+     GROUP BY 1, 2 ORDER BY 1, 2
+    """
+)
+
+
+@dataclass
+class Deliverability:
+    suppressions: dict[str, int]  # reason -> addresses
+    feedback: list[dict[str, Any]]  # kind, campaign, last_day, total
+    runs_paused: int
+
+
+def deliverability(session: Session) -> Deliverability:
+    suppressed = {str(reason): int(n) for reason, n in session.execute(_SUPPRESSIONS)}
+    feedback = [dict(row._mapping) for row in session.execute(_FEEDBACK)]
+    paused = session.execute(
+        text(
+            "SELECT count(*) FROM promotion_runs WHERE paused_at IS NOT NULL"
+            " AND cancelled_at IS NULL"
+        )
+    ).scalar_one()
+    return Deliverability(suppressed, feedback, int(paused))
+
+
+@dataclass(frozen=True)
+class Minute:
+    minute: datetime
+    queue: str
+    task: str
+    type: str  # procrastinate's event type: succeeded, failed, deferred_for_retry
+    n: int
+
+
+def throughput(session: Session) -> list[Minute]:
+    """Job outcomes per minute, queue and task over the last hour."""
+    return [
+        Minute(minute, queue, task, str(type_), int(n))
+        for minute, queue, task, type_, n in session.execute(THROUGHPUT)
+    ]
+
+
+def last_hour(minutes: list[Minute]) -> tuple[dict[str, Counts], dict[str, Counts]]:
+    """`outcomes` for the last hour only, from `throughput` (its 24 h counts stay 0)."""
+    by_queue: dict[str, Counts] = {}
+    by_task: dict[str, Counts] = {}
+    for m in minutes:
+        name = OUTCOME_NAMES[m.type]
+        for key, table in ((m.queue, by_queue), (m.task, by_task)):
+            table.setdefault(key, empty_counts())[name]["1h"] += m.n
+    return by_queue, by_task

@@ -1,4 +1,4 @@
-"""Failed work, by hand: `jobs retry-failed` and `jobs cancel`.
+"""Failed work, by hand: `jobs retry-failed`, `jobs cancel` and the dashboard's buttons.
 
 Re-queueing a failed job gives it a fresh start: status todo, due now, attempt
 count and recovery count reset, so it gets its whole retry schedule again. For
@@ -78,6 +78,28 @@ def retry_failed(
             job.emails_reset = session.execute(ledger.reset_retryable(ids)).rowcount  # type: ignore[attr-defined]  # a CursorResult
         result.jobs.append(job)
     return result
+
+
+def retry_job(session: Session, job_id: int) -> RequeuedJob:
+    """Re-queue one failed job, as `retry_failed` does; never commits.
+
+    `JobStateError` if there is no such job, it is not failed, or an identical job
+    (same queueing lock) is already waiting.
+    """
+    row = session.execute(LOCK_JOB, {"job_id": job_id}).first()
+    if row is None:
+        raise JobStateError(f"there is no job {job_id}")
+    status, task_name, args = row
+    if status != "failed":
+        raise JobStateError(f"job {job_id} is {status}: only a failed job can be retried")
+    if session.execute(REQUEUE_FAILED_JOB, {"job_id": job_id}).first() is None:
+        raise JobStateError(f"job {job_id} stays failed: an identical job is already waiting")
+    session.execute(_FORGET_RECOVERIES, {"job_id": job_id})
+    job = RequeuedJob(job_id, "", task_name, None)
+    ids = ledger.message_ids(task_name, args)
+    if ids:
+        job.emails_reset = session.execute(ledger.reset_retryable(ids)).rowcount  # type: ignore[attr-defined]  # a CursorResult
+    return job
 
 
 def cancel(session: Session, job_id: int) -> str:

@@ -42,6 +42,8 @@ class Status:
     tasks: list[TaskRow]
     ledger: monitor.Ledger
     promotion_runs: list[dict[str, Any]]
+    unserved: list[str]  # queues with due jobs and no live worker serving them
+    deliverability: monitor.Deliverability | None = None
 
 
 def _rate(counts: monitor.Counts, window: str) -> float | None:
@@ -49,10 +51,23 @@ def _rate(counts: monitor.Counts, window: str) -> float | None:
     return None if done == 0 else counts["failed"][window] / done
 
 
-def collect(session: Session, *, stalled_after: float, queues: Iterable[str] = ()) -> Status:
-    """Everything `jobs status` shows; ``queues`` are listed even when empty."""
+def collect(
+    session: Session,
+    *,
+    stalled_after: float,
+    queues: Iterable[str] = (),
+    minutes: list[monitor.Minute] | None = None,
+) -> Status:
+    """Everything `jobs status` shows; ``queues`` are listed even when empty.
+
+    With ``minutes`` (`monitor.throughput`), the rates cover the last hour only (the
+    dashboard's overview): the 24 h counts, which cost a day of events, stay 0.
+    """
     now = monitor.gauges(session, stalled_after=stalled_after)
-    by_queue, by_task = monitor.outcomes(session)
+    if minutes is None:
+        by_queue, by_task = monitor.outcomes(session)
+    else:
+        by_queue, by_task = monitor.last_hour(minutes)
     names = sorted({*queues, *(q for q, _ in now.jobs), *by_queue})
     queue_rows = [
         QueueRow(
@@ -70,14 +85,17 @@ def collect(session: Session, *, stalled_after: float, queues: Iterable[str] = (
         TaskRow(task, counts, {w: _rate(counts, w) for w in monitor.WINDOWS})
         for task, counts in sorted(by_task.items())
     ]
+    workers = monitor.workers(session, stalled_after=stalled_after)
     return Status(
         generated_at=datetime.now(UTC),
         stalled_after=stalled_after,
         queues=queue_rows,
-        workers=monitor.workers(session, stalled_after=stalled_after),
+        workers=workers,
         tasks=task_rows,
         ledger=monitor.ledger(session),
         promotion_runs=monitor.promotion_runs(session),
+        unserved=monitor.unserved_queues(now.due, workers),
+        deliverability=monitor.deliverability(session),
     )
 
 

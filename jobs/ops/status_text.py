@@ -67,13 +67,21 @@ def _workers(status: Status) -> list[str]:
     rows = [
         [
             w.id,
+            w.host or "?",
+            "?" if w.pid is None else w.pid,
+            "?" if w.queues is None else ",".join(w.queues),
             _age(w.seconds_since_heartbeat) + " ago",
             w.running,
             "alive" if w.alive else "STALLED",
         ]
         for w in status.workers
     ]
-    return [title, *(_table(("worker", "heartbeat", "running", "state"), rows) if rows else [])]
+    header = ("worker", "host", "pid", "queues", "heartbeat", "running", "state")
+    lines = [title, *(_table(header, rows) if rows else [])]
+    lines += [
+        f"  WARNING: queue {q!r} has due jobs and no live worker serves it" for q in status.unserved
+    ]
+    return lines
 
 
 def _tasks(status: Status) -> list[str]:
@@ -112,10 +120,28 @@ def _runs(status: Status) -> list[str]:
     ]
 
 
+def _deliverability(status: Status) -> list[str]:
+    found = status.deliverability
+    if found is None:
+        return []
+    suppressed = ", ".join(f"{reason} {n}" for reason, n in sorted(found.suppressions.items()))
+    lines = [
+        "Deliverability",
+        f"  suppressed addresses: {sum(found.suppressions.values())}"
+        + (f" ({suppressed})" if suppressed else ""),
+        f"  promotion runs paused by the circuit breaker: {found.runs_paused}"
+        + ("  (`jobs promote --resume RUN_ID` or `--cancel RUN_ID`)" if found.runs_paused else ""),
+    ]
+    if found.feedback:
+        columns = ["kind", "campaign", "last_day", "total"]
+        lines += _table(columns, ([_cell(row[c]) for c in columns] for row in found.feedback))
+    return lines
+
+
 def render(status: Status) -> str:
     """One screen of text."""
     lines = [f"jobs status at {status.generated_at:%Y-%m-%d %H:%M:%S} UTC"]
-    for section in (_queues, _workers, _tasks, _ledger, _runs):
+    for section in (_queues, _workers, _tasks, _ledger, _runs, _deliverability):
         lines += ["", *section(status)]
     return "\n".join(lines)
 

@@ -8,27 +8,41 @@ chunk (``ON CONFLICT DO NOTHING RETURNING id``), one defer. No ORM object per us
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Insert, Text, bindparam, cast, func, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Insert,
+    Text,
+    bindparam,
+    cast,
+    exists,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.mail.enqueue import defer_delivery_async
-from jobs.models import Campaign, EmailMessage, PromotionRun, User
+from jobs.models import Campaign, EmailMessage, PromotionRun, Suppression, User
+from jobs.promotions.campaigns import link_url
 from jobs.promotions.unsubscribe import make_token
 from jobs.tasks import BULK_PRIORITY
 
 PROMOTION_TEMPLATE = "promotion"
 PROMOTION_KIND = "promotion"
 
-# Who receives promotions: active users who have not unsubscribed.
+# Who receives promotions: active users who have not unsubscribed, at an address
+# not on the suppression list (for any reason).
 ELIGIBLE: tuple[ColumnElement[bool], ...] = (
     User.is_active.is_(True),
     User.unsubscribed_at.is_(None),
+    ~exists().where(Suppression.address == func.lower(User.email)),
 )
 
 
@@ -41,6 +55,8 @@ class PromotionConfig:
     unsubscribe_url: str  # the link; "?token=..." (or "&token=...") is appended
     unsubscribe_mailto: str | None
     key: bytes = field(repr=False)
+    list_domain: str = "localhost"  # List-Id: <campaign.list_domain> (the sender's domain)
+    postal_address: str | None = None  # PROMOTION_POSTAL_ADDRESS, in every footer
 
     @property
     def token_prefix(self) -> str:
@@ -53,6 +69,39 @@ class Chunk:
     campaign: str
     users: int  # eligible users read in this chunk
     queued: int  # ledger rows created (and handed to one delivery job)
+
+
+def list_id(campaign: Campaign, domain: str) -> str:
+    """The campaign's ``List-Id`` (RFC 2919): its name and ``<slug.domain>``."""
+    ascii_name = unicodedata.normalize("NFKD", campaign.name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60].strip("-")
+    return f"{campaign.name} <{slug or f'campaign-{campaign.id}'}.{domain}>"
+
+
+def campaign_context(campaign: Campaign, config: PromotionConfig) -> dict[str, str]:
+    """The template context every recipient of ``campaign`` shares (all but
+    ``username`` and ``unsubscribe_url``)."""
+    return {
+        "current_time": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "promotion_title": campaign.title,
+        "promotion_content": campaign.content,
+        "promotion_link": link_url(config.frontend_url, campaign.link_path),
+        "frontend_url": config.frontend_url,
+        "postal_address": config.postal_address or "",
+    }
+
+
+def promotion_headers(campaign: Campaign, config: PromotionConfig, token: str) -> dict[str, str]:
+    """The headers of one promotion (what `_ledger_rows` writes in SQL, for one token)."""
+    link = config.token_prefix + token
+    unsubscribe = f"<{link}>"
+    if config.unsubscribe_mailto:
+        unsubscribe += f", <mailto:{config.unsubscribe_mailto}?subject=unsubscribe%20{token}>"
+    return {
+        "List-Unsubscribe": unsubscribe,
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": list_id(campaign, config.list_domain),
+    }
 
 
 def _text(value: str) -> ColumnElement[str]:
@@ -84,14 +133,7 @@ def _ledger_rows(
     if config.unsubscribe_mailto:
         mailto = f"mailto:{config.unsubscribe_mailto}?subject=unsubscribe%20"
         list_unsubscribe = list_unsubscribe + _text(", <" + mailto) + pairs.c.token + _text(">")
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    static: dict[str, Any] = {
-        "current_time": now,
-        "promotion_title": campaign.title,
-        "promotion_content": campaign.content,
-        "promotion_link": config.frontend_url + campaign.link_path,
-        "frontend_url": config.frontend_url,
-    }
+    static = campaign_context(campaign, config)
     context = func.jsonb_build_object(
         _text("username"),
         User.username,
@@ -104,6 +146,8 @@ def _ledger_rows(
         list_unsubscribe,
         _text("List-Unsubscribe-Post"),
         _text("List-Unsubscribe=One-Click"),
+        _text("List-Id"),
+        _text(list_id(campaign, config.list_domain)),
     )
     rows = (
         select(
@@ -149,8 +193,8 @@ async def next_chunk(
     """
     run = await session.get(PromotionRun, run_id, with_for_update=True, populate_existing=True)
     assert run is not None
-    if run.finished_at is not None:
-        return None
+    if run.finished_at is not None or run.paused_at is not None:
+        return None  # finished, or paused by the circuit breaker (resumed by an operator)
     users = (
         await session.execute(
             select(User.id, User.email)

@@ -15,21 +15,36 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from jobs.errors import UnknownCampaign
-from jobs.models import Campaign
+from jobs.feedback.breaker import cancel_run, resume_run
+from jobs.mail.address import ascii_domain
+from jobs.mail.enqueue import defer_delivery_async
+from jobs.models import Campaign, PromotionRun
 from jobs.promotions.fanout import Chunk, PromotionConfig, next_chunk
 from jobs.promotions.runs import Summary, open_run, remaining_recipients, summarize
 from jobs.promotions.unsubscribe import signing_key
 from jobs.settings import Settings
+from jobs.tasks import BULK_PRIORITY
 
 logger = logging.getLogger(__name__)
 
 Sessions = async_sessionmaker[AsyncSession]
 
 
-def promotion_config(settings: Settings) -> PromotionConfig:
-    """`PromotionConfig` from the settings; `ConfigError` if no signing key is available."""
+def unsubscribe_url(settings: Settings) -> str:
+    """UNSUBSCRIBE_URL; else `jobs web`'s endpoint (WEB_BASE_URL); else FRONTEND_URL's."""
+    if settings.UNSUBSCRIBE_URL:
+        return str(settings.UNSUBSCRIBE_URL)
+    base = settings.WEB_BASE_URL or settings.FRONTEND_URL
+    return str(base).rstrip("/") + "/unsubscribe"
+
+
+def promotion_config(settings: Settings, *, key: bytes | None = None) -> PromotionConfig:
+    """`PromotionConfig` from the settings; `ConfigError` if no signing key is available.
+
+    ``key`` replaces the signing key (a preview, which signs nothing, passes ``b""``).
+    """
     frontend = str(settings.FRONTEND_URL).rstrip("/")
-    link = str(settings.UNSUBSCRIBE_URL) if settings.UNSUBSCRIBE_URL else frontend + "/unsubscribe"
+    link = unsubscribe_url(settings)
     if not link.startswith("https://"):
         logger.warning("unsubscribe link %s is not https: one-click unsubscribe needs https", link)
     return PromotionConfig(
@@ -37,7 +52,9 @@ def promotion_config(settings: Settings) -> PromotionConfig:
         frontend_url=frontend,
         unsubscribe_url=link,
         unsubscribe_mailto=settings.UNSUBSCRIBE_MAILTO,
-        key=signing_key(settings),
+        key=signing_key(settings) if key is None else key,
+        list_domain=ascii_domain(settings.MAIL_FROM),
+        postal_address=settings.PROMOTION_POSTAL_ADDRESS,
     )
 
 
@@ -109,3 +126,32 @@ async def count_recipients(
             item.name: await remaining_recipients(session, item.id, period)
             for item in await campaigns_to_run(session, campaign)
         }
+
+
+# Deliverability: runs the circuit breaker paused ------------------------------
+
+
+async def resume_paused(
+    sessions: Sessions, run_id: int, config: PromotionConfig
+) -> tuple[Summary, int]:
+    """Resume a paused run: its pending rows are queued again (one delivery job per
+    ``chunk_size``), then the fan-out goes on from its cursor. Returns the summary
+    and how many pending rows were queued again."""
+    async with sessions() as session, session.begin():
+        pending = await resume_run(session, run_id)
+        for start in range(0, len(pending), config.chunk_size):
+            chunk = pending[start : start + config.chunk_size]
+            await defer_delivery_async(session, chunk, priority=BULK_PRIORITY)
+        run = await session.get(PromotionRun, run_id)
+        assert run is not None
+        campaign = await session.get(Campaign, run.campaign_id)
+        assert campaign is not None
+        period = run.period
+    summary = await run_campaign(sessions, campaign, period, config)
+    return summary, len(pending)
+
+
+async def cancel_paused(sessions: Sessions, run_id: int) -> int:
+    """End a run for good; returns how many pending emails failed as cancelled."""
+    async with sessions() as session, session.begin():
+        return await cancel_run(session, run_id)

@@ -5,10 +5,13 @@ address the email went to, so it can be neither forged nor moved to another
 account: if the account's address changes, old links stop working (they are
 rejected, never applied to someone else).
 
-The key is derived from SECRET_KEY. Without SECRET_KEY, a development setup
-(embedded PostgreSQL, DATABASE_URL unset) uses a random key generated once and
-kept in ``$JOBS_DATA_DIR/secret_key``; with a configured database it is an error,
-because every process that signs or checks links must share one key.
+The key is derived from SECRET_KEY; tokens signed with a key listed in
+SECRET_KEY_FALLBACKS (comma-separated, Django's convention) are still accepted,
+so rotating SECRET_KEY does not break the links already sent. Without
+SECRET_KEY, a development setup (embedded PostgreSQL, DATABASE_URL unset) uses
+a random key generated once and kept in ``$JOBS_DATA_DIR/secret_key``; with a
+configured database it is an error, because every process that signs or checks
+links must share one key.
 """
 
 from __future__ import annotations
@@ -20,22 +23,35 @@ import hmac
 import logging
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import Update, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from jobs.errors import ConfigError, InvalidUnsubscribeToken
+from jobs.errors import ConfigError, InvalidUnsubscribeToken, UnknownUser
 from jobs.models import EmailMessage, EmailStatus, User
 from jobs.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
 _PURPOSE = b"jobs.unsubscribe.v1"
+_MAX_TOKEN = 200  # a real token is about 65 characters
+_MAX_USER_ID = 2**63 - 1
 DEV_KEY_FILE = "secret_key"
+
+
+def _derive(secret: bytes) -> bytes:
+    return hmac.digest(secret, _PURPOSE, "sha256")
+
+
+def fallback_keys(settings: Settings) -> tuple[bytes, ...]:
+    """Keys that no longer sign but still verify (SECRET_KEY_FALLBACKS)."""
+    return tuple(_derive(secret.encode()) for secret in settings.secret_key_fallbacks)
 
 
 def signing_key(settings: Settings) -> bytes:
@@ -50,7 +66,7 @@ def signing_key(settings: Settings) -> bytes:
             "the same for every worker and web process; set it to at least 16 random "
             "characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
-    return hmac.digest(secret, _PURPOSE, "sha256")
+    return _derive(secret)
 
 
 @functools.cache
@@ -83,14 +99,28 @@ def make_token(key: bytes, user_id: int, email: str) -> str:
 def token_user_id(token: str) -> int:
     """The user id a token names (not yet verified); `InvalidUnsubscribeToken` if malformed."""
     head, dot, signature = token.strip().partition(".")
-    if not (dot and head.isascii() and head.isdigit() and signature):
+    if not (dot and head.isascii() and head.isdigit() and signature) or len(token) > _MAX_TOKEN:
         raise InvalidUnsubscribeToken("malformed unsubscribe token")
-    return int(head)
+    user_id = int(head)
+    if user_id > _MAX_USER_ID:  # a bigint: anything larger names no user
+        raise InvalidUnsubscribeToken("malformed unsubscribe token")
+    return user_id
 
 
-def _verify(key: bytes, token: str, user: User | None) -> User:
-    expected = make_token(key, user.id, user.email) if user is not None else ""
-    if user is None or not hmac.compare_digest(expected.encode(), token.strip().encode()):
+def token_from(value: str) -> str:
+    """The token in ``value``: the token itself, or the link from the email (``?token=``)."""
+    value = value.strip()
+    if "://" in value or value.startswith(("/", "?")):
+        tokens = parse_qs(urlsplit(value).query).get("token") or [""]
+        return tokens[0]
+    return value
+
+
+def _verify(keys: Sequence[bytes], token: str, user: User | None) -> User:
+    given = token.strip().encode()
+    if user is None or not any(
+        hmac.compare_digest(make_token(key, user.id, user.email).encode(), given) for key in keys
+    ):
         raise InvalidUnsubscribeToken(
             "invalid unsubscribe token: altered, forged, or the account's address has changed"
         )
@@ -131,15 +161,30 @@ def _apply(user: User) -> Unsubscribed:
     return Unsubscribed(user.id, user.email, since, already=True)
 
 
-def unsubscribe(session: Session, token: str, *, key: bytes | None = None) -> Unsubscribed:
+def _keys(key: bytes | None, fallbacks: Sequence[bytes] | None) -> list[bytes]:
+    settings = get_settings()
+    return [
+        key if key is not None else signing_key(settings),
+        *(fallbacks if fallbacks is not None else fallback_keys(settings)),
+    ]
+
+
+def unsubscribe(
+    session: Session,
+    token: str,
+    *,
+    key: bytes | None = None,
+    fallbacks: Sequence[bytes] | None = None,
+) -> Unsubscribed:
     """Apply ``token``: the user gets no more promotions. Idempotent; never commits.
 
     Raises `InvalidUnsubscribeToken` for a malformed, altered or forged token.
-    ``key`` defaults to the configured one (`signing_key`).
+    ``key`` and ``fallbacks`` default to the configured ones (`signing_key`,
+    `fallback_keys`).
     """
-    key = key if key is not None else signing_key(get_settings())
+    keys = _keys(key, fallbacks)
     user_id = token_user_id(token)
-    user = _verify(key, token, session.get(User, user_id, with_for_update=True))
+    user = _verify(keys, token, session.get(User, user_id, with_for_update=True))
     result = _apply(user)
     if not result.already:
         session.execute(_suppress_pending(user.id))
@@ -147,13 +192,63 @@ def unsubscribe(session: Session, token: str, *, key: bytes | None = None) -> Un
 
 
 async def unsubscribe_async(
-    session: AsyncSession, token: str, *, key: bytes | None = None
+    session: AsyncSession,
+    token: str,
+    *,
+    key: bytes | None = None,
+    fallbacks: Sequence[bytes] | None = None,
 ) -> Unsubscribed:
     """`unsubscribe` for an `AsyncSession`."""
-    key = key if key is not None else signing_key(get_settings())
+    keys = _keys(key, fallbacks)
     user_id = token_user_id(token)
-    user = _verify(key, token, await session.get(User, user_id, with_for_update=True))
+    user = _verify(keys, token, await session.get(User, user_id, with_for_update=True))
     result = _apply(user)
     if not result.already:
         await session.execute(_suppress_pending(user.id))
     return result
+
+
+def _user_by_email(session: Session, email: str) -> User:
+    from jobs.accounts import user_by_email
+
+    user = user_by_email(session, email, lock=True)
+    if user is None:
+        raise UnknownUser(f"no user with email {email.strip()!r}")
+    return user
+
+
+def unsubscribe_email(session: Session, email: str) -> Unsubscribed:
+    """Unsubscribe the user with ``email`` (an operator's request); never commits."""
+    user = _user_by_email(session, email)
+    result = _apply(user)
+    if not result.already:
+        session.execute(_suppress_pending(user.id))
+    return result
+
+
+def resubscribe_email(session: Session, email: str) -> bool:
+    """The user with ``email`` gets promotions again; False if they were subscribed.
+    Never commits."""
+    user = _user_by_email(session, email)
+    if user.unsubscribed_at is None:
+        return False
+    user.unsubscribed_at = None
+    return True
+
+
+def resubscribe(session: Session, token: str, *, keys: Sequence[bytes]) -> bool:
+    """Undo `unsubscribe` for the token's user; True if they were unsubscribed. Never commits.
+
+    ``keys``: the signing key, then the fallbacks (`signing_key`, `fallback_keys`).
+    """
+    user_id = token_user_id(token)
+    user = _verify(keys, token, session.get(User, user_id, with_for_update=True))
+    was = user.unsubscribed_at is not None
+    user.unsubscribed_at = None
+    return was
+
+
+def check_token(session: Session, token: str, *, keys: Sequence[bytes]) -> str:
+    """The address ``token`` unsubscribes (changing nothing); `InvalidUnsubscribeToken` if bad."""
+    user = _verify(keys, token, session.get(User, token_user_id(token)))
+    return user.email

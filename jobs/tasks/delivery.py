@@ -12,17 +12,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.app import app
 from jobs.db import async_engine, database_url
+from jobs.db.installation import installation_id_async
 from jobs.errors import describe
+from jobs.feedback.config import thresholds
 from jobs.mail import ledger
 from jobs.mail.config import MailConfig
 from jobs.mail.delivery import Delivery, Report, batch_size, deliver_batch
+from jobs.mail.enqueue import defer_delivery_async
 from jobs.mail.pool import get_pool
-from jobs.mail.ratelimit import RateLimiter
+from jobs.mail.ratelimit import DomainLimits, RateLimiter
 from jobs.models import FailureKind
 from jobs.results.middleware import mark_stored
 from jobs.results.store import store_result_async
 from jobs.settings import Settings, get_settings
-from jobs.tasks import DELIVER_TASK, EMAIL_QUEUE
+from jobs.tasks import BULK_PRIORITY, DELIVER_TASK, EMAIL_QUEUE
 from jobs.worker.retry import Backoff, BackoffRetry
 from jobs.worker.timeout import deadline_passed, timeout_for
 
@@ -59,6 +62,15 @@ async def _give_up(url: str, message_ids: list[int], kind: FailureKind, reason: 
         await ledger.fail_pending(session, message_ids, kind, reason)
 
 
+async def _defer_not_yet_due(session: AsyncSession, message_ids: list[int], priority: int) -> None:
+    """Rows this job may not send yet (``send_at``) get a job of their own at that time,
+    so that a job that ran early never leaves them pending with nothing to send them."""
+    ids, due = await ledger.not_yet_due(session, message_ids)
+    if ids:
+        await defer_delivery_async(session, ids, priority=priority, scheduled_at=due)
+        logger.info("%d email(s) not due yet: deferred to %s", len(ids), due.isoformat())
+
+
 @app.task(name=DELIVER_TASK, queue=EMAIL_QUEUE, retry=retry, pass_context=True)
 async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]:
     """Send the pending messages among ``message_ids``, one committed batch at a time.
@@ -73,14 +85,20 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
     final = backoff(settings).is_final(context.job.attempts)
     report = Report()
     try:
-        mail = MailConfig.from_settings(settings)
+        bulk = context.job.priority == BULK_PRIORITY  # promotion chunks
+        mail = MailConfig.for_stream(settings, bulk=bulk)
+        async with AsyncSession(async_engine(url)) as session:
+            installation = await installation_id_async(session, url)
         run = Delivery(
             mail=mail,
-            pool=get_pool(mail.smtp, settings.MAIL_MAX_CONNECTIONS),
-            limiter=RateLimiter(async_engine(url), settings.MAIL_RATE_LIMIT, mail.smtp.address),
+            pool=get_pool(mail.smtp, settings.MAIL_MAX_CONNECTIONS, mail.stream),
+            limiter=RateLimiter(async_engine(url), mail.rate_limit, mail.budget),
             final_attempt=final,
+            installation=installation,
             interrupted=lambda: _interrupted(context, settings),
-            batch_size=batch_size(settings.MAIL_RATE_LIMIT),
+            batch_size=batch_size(mail.rate_limit),
+            breaker=thresholds(settings) if bulk else None,
+            domains=DomainLimits(async_engine(url), mail.domain_limits),
         )
         # One connection for the whole job, one transaction per batch.
         async with (
@@ -91,6 +109,7 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
                 async with session.begin():
                     await deliver_batch(session, message_ids, report, run)
                     if report.done and report.finish() is None:
+                        await _defer_not_yet_due(session, message_ids, context.job.priority)
                         # The summary commits with the last batch's ledger updates.
                         await store_result_async(
                             session,

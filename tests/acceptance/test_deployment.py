@@ -42,7 +42,7 @@ def test_every_command_compose_runs_is_a_real_jobs_subcommand() -> None:
     services = _compose()["services"]
     assert _entrypoint() == ["jobs"]
     ours = {name: s for name, s in services.items() if "build" in s}
-    assert set(ours) == {"migrate", "worker"}
+    assert set(ours) == {"migrate", "worker", "web"}
     for name, service in ours.items():
         command = service["command"]
         assert command[0] in _subcommands(), f"{name}: {command}"
@@ -56,7 +56,7 @@ def test_every_command_compose_runs_is_a_real_jobs_subcommand() -> None:
 def test_compose_has_the_services_of_the_original_design_without_the_broker() -> None:
     compose = _compose()
     services = compose["services"]
-    assert set(services) == {"postgres", "migrate", "worker", "mailpit", "redis"}
+    assert set(services) == {"postgres", "migrate", "worker", "web", "mailpit", "redis"}
     postgres = services["postgres"]
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
     volume = postgres["volumes"][0].split(":")[0]
@@ -70,6 +70,10 @@ def test_compose_has_the_services_of_the_original_design_without_the_broker() ->
     assert environment["MAIL_SERVER"] == "mailpit"
     assert environment["DATABASE_URL"].startswith("postgresql://")
     assert services["redis"]["profiles"] == ["cache"]
+    web = services["web"]  # the dashboard: published on loopback only, with credentials
+    assert web["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert web["ports"] == ["127.0.0.1:8000:8000"]
+    assert {"WEB_USERNAME", "WEB_PASSWORD", "SECRET_KEY"} <= set(web["environment"])
     for name, service in services.items():
         assert name == "redis" or "profiles" not in service
 

@@ -39,6 +39,12 @@ def test_metrics_show_the_queue_the_work_and_the_emails(
             )
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(IDLE_JOBS)  # a queue no worker serves, waiting for 10 minutes
+        conn.execute(  # deliverability: one complaint, one suppressed address
+            "INSERT INTO suppressions (address, reason, source)"
+            " VALUES ('a@x.org', 'complaint', 't');"
+            "INSERT INTO feedback_events (provider, event_id, kind, address, raw)"
+            " VALUES ('webhook', 'e1', 'complaint', 'a@x.org', '{}')"
+        )
     port = http_port()
     worker = spawn("worker", "--queues", "email", log=tmp_path / "w.log", http_port=port)
     try:
@@ -62,6 +68,13 @@ def test_metrics_show_the_queue_the_work_and_the_emails(
     assert metrics[("jobs_queue_oldest_due_seconds", (("queue", "idle"),))] >= 600
     assert metrics[("jobs_workers_alive", ())] >= 1
     assert metrics[("jobs_emails_pending", ())] == 0
+    # a known queue and status with no job shows 0, not "no data"
+    for queue, state in (("email", "doing"), ("email", "failed"), ("default", "failed")):
+        assert metrics[("jobs_queue_jobs", (("queue", queue), ("status", state)))] == 0
+    assert metrics[("jobs_queue_due_jobs", (("queue", "email"),))] == 0
+    assert metrics[("jobs_queue_oldest_due_seconds", (("queue", "email"),))] == 0
+    pruned = ("jobs_finished_total", (("outcome", "failed"), ("task", "maintenance.prune")))
+    assert metrics[pruned] == 0
     finished = ("jobs_finished_total", (("outcome", "succeeded"), ("task", "email.deliver")))
     assert metrics[finished] == 2
     assert metrics[("jobs_emails_total", (("outcome", "sent"),))] == 2
@@ -70,6 +83,10 @@ def test_metrics_show_the_queue_the_work_and_the_emails(
     assert metrics[("jobs_job_duration_seconds_count", (("task", "email.deliver"),))] == 2
     assert ("jobs_smtp_connections_open", ()) in metrics
     assert metrics[("process_resident_memory_bytes", ())] > 0
+    assert metrics[("jobs_suppressed_addresses", (("reason", "complaint"),))] == 1
+    complaints = (("campaign", "unmatched"), ("kind", "complaint"))
+    assert metrics[("jobs_feedback_events", complaints)] == 1
+    assert metrics[("jobs_promotion_runs_paused", ())] == 0
     assert health == (200, "ok\n")
     assert missing[0] == 404
 

@@ -99,3 +99,52 @@ def test_two_worker_processes_share_one_limit(
     sent_by = [sum(int(n) for n in re.findall(r"'sent': (\d+)", log.read_text())) for log in logs]
     assert sum(sent_by) == 60
     assert all(sent > 0 for sent in sent_by), sent_by  # both processes took part
+
+
+def test_a_domain_budget_holds_across_two_worker_processes(
+    database_url: str, smtp: Sink, tmp_path: Path
+) -> None:
+    env = {**os.environ, "MAIL_DOMAIN_RATE_LIMITS": "slow.example=5"}
+    logs = [(tmp_path / f"worker{n}.log").open("w") for n in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "jobs.cli", "worker", "--queues", "email", "--concurrency", "2"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        for log in logs
+    ]
+    try:
+        _wait_for(
+            lambda: count(database_url, "SELECT count(*) FROM procrastinate_workers") == 2,
+            60,
+            "both workers to start",
+        )
+        with session_factory(database_url)() as session, session.begin():
+            for j in range(4):  # 4 jobs of 5: both workers take some
+                rows = [
+                    EmailMessage(
+                        idempotency_key=f"domain:{j}:{i}",
+                        kind="test",
+                        to_address=f"u{j}x{i}@slow.example",
+                        template="welcome",
+                        context={"username": "u"},
+                    )
+                    for i in range(5)
+                ]
+                session.add_all(rows)
+                session.flush()
+                defer_delivery(session, [r.id for r in rows], priority=BULK_PRIORITY)
+        _wait_for(lambda: len(smtp.messages) >= 20, 60, "20 messages")
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(timeout=30)
+        for log in logs:
+            log.close()
+    times = faults(smtp).times
+    assert len(times) == 20
+    # 5/s for the domain: slot 19 is 3.8 s after slot 0, however many processes send.
+    assert times[-1] - times[0] >= 3.3

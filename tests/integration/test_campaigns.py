@@ -40,7 +40,7 @@ def test_add_disable_enable_and_each_active_campaign_is_sent(
 ) -> None:
     add_users(database_url, 2)
     new = ["--subject", "Spring sale", "--title", "Spring!", "--content", "20% off", "--link"]
-    assert cli.main(["campaigns", "add", "spring", *new, "/spring"]) == 0
+    assert cli.main(["campaigns", "add", "spring", *new, "/spring", "--enable"]) == 0
     assert cli.main(["campaigns", "disable", "default"]) == 0
     assert "default              disabled" in capsys.readouterr().out
     assert cli.main(["promote"]) == 0

@@ -126,9 +126,14 @@ async def test_message_id_is_stable_across_retries(database_url: str, smtp: Sink
     [row] = _ledger(database_url)
     [message] = faults(smtp).parsed()
     assert row.message_id == message["Message-ID"]
+    from jobs.db import session_factory
+    from jobs.db.installation import installation_id
     from jobs.mail.message import message_id_for
 
-    assert row.message_id == message_id_for("test:0", "noreply@example.com")
+    with session_factory(database_url)() as session:
+        installation = installation_id(session)
+    assert row.message_id == message_id_for("test:0", "noreply@example.com", installation)
+    assert [m["Message-ID"] for m in faults(smtp).parsed()] == [row.message_id]
 
 
 async def test_exhausted_retries_fail_with_the_last_reason(database_url: str, smtp: Sink) -> None:

@@ -104,8 +104,10 @@ def test_ledger_rows_carry_the_template_data_and_headers(database_url: str) -> N
         "promotion_content": "Get 50% off on all products!",
         "promotion_link": "https://shop.example.com/promotions",
         "frontend_url": "https://shop.example.com",
+        "postal_address": "",
     }
     assert headers == {
         "List-Unsubscribe": f"<{link}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": "default <default.localhost>",
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -109,6 +110,8 @@ COLUMNS = {
         "args": "jsonb",
         "scheduled_at": "timestamp with time zone",
         "attempts": "integer",
+        "priority": "integer",
+        "lock": "text",
         "abort_requested": "boolean",
         "queueing_lock": "text",
         "worker_id": "bigint",
@@ -188,6 +191,19 @@ PLAN_PARAMS: dict[str, dict[str, Any]] = {
     "TAKE_TRANSACTIONAL_JOBS": {**TAKE, "limit": 10},
     "START_TAKEN_JOBS": {"job_ids": [1]},
     "FINISH_TAKEN_JOBS": {"job_ids": [1]},
+    "JOBS_PAGE": {
+        "queue": "q",
+        "task": None,
+        "status": "failed",
+        "age": timedelta(hours=2),
+        "before_id": 10,
+        "limit": 5,
+    },
+    "JOB_DETAIL": {"job_id": 1},
+    "JOB_EVENTS": {"job_id": 1},
+    "JOBS_OF_MESSAGES": {"message_ids": [1, 2]},
+    "THROUGHPUT": {},
+    "RECORD_WORKER": {"worker_id": 1, "host": "h", "pid": 1, "queues": ["email"]},
 }
 
 
@@ -264,8 +280,8 @@ def test_a_job_through_every_named_query(database_url: str) -> None:
             )
         ).scalar_one()
         _start(session, job_id, worker_id)
-        [(w_id, _, age, running)] = session.execute(queue_sql.WORKERS)
-        assert (w_id, running) == (worker_id, 1)
+        [(w_id, _, age, running, host, pid, queues)] = session.execute(queue_sql.WORKERS)
+        assert (w_id, running, host, pid, queues) == (worker_id, 1, None, None, None)
         assert age >= 3600
         stalled = session.execute(queue_sql.STALLED_JOBS, {"stalled_after": 60.0}).all()
         assert stalled == [(job_id, DELIVER_TASK, {"message_ids": [1]})]
@@ -331,3 +347,54 @@ def test_taking_a_waiting_transactional_job(database_url: str) -> None:
         ).all()
         assert events == ["deferred", "started", "succeeded"]
         assert session.execute(queue_sql.TAKE_TRANSACTIONAL_JOBS, {**TAKE, "limit": 10}).all() == []
+
+
+def test_the_message_ids_index_is_for_the_delivery_task() -> None:
+    """JOBS_OF_MESSAGES names the task of the partial index's predicate (migration 0011)."""
+    migration = Path(__file__).parents[2] / "migrations" / "versions" / "0011_web.py"
+    assert f"WHERE task_name = '{DELIVER_TASK}'" in migration.read_text()
+    assert f"j.task_name = '{DELIVER_TASK}'" in queue_sql.JOBS_OF_MESSAGES.text
+
+
+def test_browsing_queries_on_a_job(database_url: str) -> None:
+    """JOBS_PAGE, JOB_DETAIL, JOB_EVENTS, JOBS_OF_MESSAGES, THROUGHPUT, RECORD_WORKER."""
+    with session_factory(database_url)() as session, session.begin():
+        defer = text(f"{DEFER} SELECT ids FROM job")
+        params = {**PLAN_PARAMS["DEFER_NEW_MESSAGE"], "message_id": 7}
+        [job_id] = session.execute(defer, params).scalar_one()
+        page = {**PLAN_PARAMS["JOBS_PAGE"], "before_id": None, "limit": 10}
+        found = session.execute(
+            queue_sql.JOBS_PAGE, {**page, "queue": EMAIL_QUEUE, "status": "todo"}
+        ).all()
+        assert [(r.id, r.task_name, r.status, r.last_event) for r in found] == [
+            (job_id, DELIVER_TASK, "todo", "deferred")
+        ]
+        # each filter excludes it: another queue, status, an id bound, an age it is older than
+        for other in ({"queue": "default"}, {"status": "failed"}, {"before_id": job_id}):
+            assert session.execute(queue_sql.JOBS_PAGE, {**page, **other}).all() == []
+        session.execute(text("UPDATE procrastinate_events SET at = now() - interval '3 hours'"))
+        assert session.execute(queue_sql.JOBS_PAGE, {**page, "status": None}).all() == []
+        assert session.execute(queue_sql.JOB_DETAIL, {"job_id": job_id}).one().args == {
+            "message_ids": [7]
+        }
+        assert [e.type for e in session.execute(queue_sql.JOB_EVENTS, {"job_id": job_id})] == [
+            "deferred"
+        ]
+        carried = session.execute(queue_sql.JOBS_OF_MESSAGES, {"message_ids": [7, 8]}).all()
+        assert sorted(carried) == [(7, job_id), (8, None)]
+        session.execute(text("UPDATE procrastinate_jobs SET status = 'doing'"))
+        session.execute(queue_sql.FAIL_JOB, {"job_id": job_id})
+        [(_minute, queue, task, type_, n)] = session.execute(queue_sql.THROUGHPUT).all()
+        assert (queue, task, type_, n) == (EMAIL_QUEUE, DELIVER_TASK, "failed", 1)
+
+        worker_id = session.execute(
+            text("INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id")
+        ).scalar_one()
+        record = {**PLAN_PARAMS["RECORD_WORKER"], "worker_id": worker_id}
+        session.execute(queue_sql.RECORD_WORKER, record)
+        session.execute(queue_sql.RECORD_WORKER, {**record, "worker_id": worker_id + 1000})
+        session.execute(queue_sql.RECORD_WORKER, record)  # the row of a gone worker goes
+        rows = session.execute(text("SELECT worker_id FROM worker_info")).scalars().all()
+        assert rows == [worker_id]
+        [row] = session.execute(queue_sql.WORKERS).all()
+        assert (row.host, row.pid, row.queues) == ("h", 1, ["email"])

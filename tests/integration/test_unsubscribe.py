@@ -19,7 +19,7 @@ from jobs.settings import get_settings, load_settings
 from tests.conftest import count, faults
 from tests.integration.test_promotion import SECRET, add_users, drain_all
 
-HEADER = re.compile(rb"^List-Unsubscribe: (.*?)\r?$", re.MULTILINE)
+HEADER = re.compile(rb"^List-Unsubscribe: (.*?)\r\n(?! )", re.MULTILINE | re.DOTALL)
 LINK = re.compile(r"<(http[^>]*\?token=([^>]+))>")
 
 
@@ -37,7 +37,7 @@ def _promote_and_deliver(url: str) -> None:
 def _raw_header(raw: bytes) -> str:
     match = HEADER.search(raw)
     assert match is not None, raw[:500]
-    return match.group(1).decode("ascii")
+    return match.group(1).replace(b"\r\n", b"").decode("ascii")  # unfolded
 
 
 def test_every_promotion_carries_one_click_headers_and_a_visible_link(

@@ -81,10 +81,9 @@ def test_an_invalid_recipient_is_refused() -> None:
         build_message(**BASE | {"to": "ann@@example"})
 
 
-def test_message_id_depends_only_on_the_key() -> None:
-    assert message_id_for("welcome:1", "a@example.com") == message_id_for(
-        "welcome:1", "a@example.com"
-    )
-    assert message_id_for("welcome:1", "a@example.com") != message_id_for(
-        "welcome:2", "a@example.com"
-    )
+def test_message_id_depends_on_the_key_and_the_installation() -> None:
+    one = message_id_for("welcome:1", "a@example.com", "install-a")
+    assert one == message_id_for("welcome:1", "a@example.com", "install-a")
+    assert one != message_id_for("welcome:2", "a@example.com", "install-a")
+    assert one != message_id_for("welcome:1", "a@example.com", "install-b")
+    assert one.endswith("@example.com>")

@@ -194,3 +194,29 @@ def test_operations_settings_have_safe_defaults_and_clear_errors() -> None:
         "JOB_MAX_RECOVERIES",
     ]
     assert "70000" in lines[0]
+
+
+def test_web_credentials_go_together() -> None:
+    with pytest.raises(ConfigError, match="WEB_USERNAME and WEB_PASSWORD go together") as caught:
+        load_settings(WEB_USERNAME="ops", _env_file=None)
+    assert "ops" not in str(caught.value).split("go together")[1]
+    both = load_settings(WEB_USERNAME="ops", WEB_PASSWORD="s3cret-pass", _env_file=None)
+    assert both.WEB_PASSWORD is not None
+    assert "s3cret" not in repr(both)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "link"),
+    [
+        ({}, "http://localhost:3000/unsubscribe"),
+        ({"WEB_BASE_URL": "https://example.com/jobs"}, "https://example.com/jobs/unsubscribe"),
+        (
+            {"WEB_BASE_URL": "https://example.com/jobs", "UNSUBSCRIBE_URL": "https://u.example/x"},
+            "https://u.example/x",
+        ),
+    ],
+)
+def test_unsubscribe_link_defaults_to_jobs_web(overrides: dict[str, str], link: str) -> None:
+    from jobs.promotions.promote import unsubscribe_url
+
+    assert unsubscribe_url(load_settings(_env_file=None, **overrides)) == link
