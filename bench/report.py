@@ -136,8 +136,9 @@ def write_report(
         f"- Transactional delivery: {settings['emails']:,} `register_user` transactions (4 client"
         " threads, one commit each) are queued, then the workers start; the Celery design queues"
         " the same number of one-email tasks, then its prefork workers start. Rates off the sink.",
-        "- Sign-up burst: 4 client threads on an open-loop schedule; an aiosmtpd sink in its own"
-        " process stamps acceptance; the backlog (pending ledger rows) is sampled every second,"
+        "- Sign-up burst: 4 client threads on an open-loop schedule, workers delivering to the same"
+        " smtp-sink; accepted = the ledger's `sent_at`, stamped by the worker on the server's 250;"
+        " the backlog (pending ledger rows) is sampled every second,"
         ' and "no growing backlog" means it stays within one second of sign-ups in the'
         " second half of the burst.",
     ]

@@ -91,6 +91,7 @@ def main() -> None:
             logger.info("7/7 sign-up burst, %g/s for %g s", args.burst_rate, burst_seconds)
             results["burst"] = burst.run(
                 url,
+                sink,
                 rate=args.burst_rate,
                 duration=burst_seconds,
                 workers=args.workers,

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from jobs.accounts import register_user
 from jobs.db import session_factory
@@ -154,3 +155,31 @@ def test_the_plain_procrastinate_worker_delivers_transactional_mail(
     assert _recipients(smtp) == Counter(emails)
     assert count(database_url, PENDING) == 0
     assert count(database_url, NOT_SUCCEEDED) == 0
+
+
+async def test_a_taken_email_deferred_by_the_server_stays_with_its_own_job(
+    database_url: str, smtp: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whichever job takes the others, a 4xx for one of them neither fails it for good
+    nor retries the taker: that email's own job retries it, up to its own last attempt."""
+    monkeypatch.setenv("MAIL_MAX_ATTEMPTS", "2")
+    faults(smtp).refuse["busy@example.com"] = "450 4.2.0 mailbox busy, try again later"
+    others = [f"fine{i}@example.com" for i in range(6)]
+    _sign_up(database_url, [*others[:3], "busy@example.com", *others[3:]])
+
+    await drain()
+
+    assert _recipients(smtp) == Counter(others)  # once each
+    with session_factory(database_url)() as session:
+        jobs = session.execute(
+            text(
+                "SELECT m.to_address, j.status::text, m.status::text, m.failure_kind, m.attempts"
+                " FROM procrastinate_jobs j"
+                " JOIN email_messages m ON m.id = CAST(j.args -> 'message_ids' ->> 0 AS bigint)"
+            )
+        ).all()
+    outcome = {row[0]: row[1:] for row in jobs}
+    busy_job, busy_status, kind, attempts = outcome.pop("busy@example.com")
+    assert (busy_job, busy_status, kind) == ("failed", "failed", "transient_exhausted")
+    assert attempts >= 2  # its own two attempts (and perhaps one by a taker before them)
+    assert {row[:2] for row in outcome.values()} == {("succeeded", "sent")}
