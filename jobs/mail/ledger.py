@@ -198,7 +198,8 @@ async def take_transactional(session: AsyncSession, limit: int) -> dict[int, int
             "limit": limit,
         },
     )
-    return {int(message_id): int(job_id) for message_id, job_id in result.all()}
+    # A job carrying several messages stays locked, untouched, until the commit.
+    return {int(message_id): int(job_id) for message_id, job_id, n in result.all() if n == 1}
 
 
 async def finish_taken(session: AsyncSession, job_ids: Sequence[int]) -> None:

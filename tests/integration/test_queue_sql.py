@@ -336,7 +336,7 @@ def test_taking_a_waiting_transactional_job(database_url: str) -> None:
         params = {**PLAN_PARAMS["DEFER_NEW_MESSAGE"], "message_id": message_id}
         [job_id] = session.execute(defer, params).scalar_one()
         taken = session.execute(queue_sql.TAKE_TRANSACTIONAL_JOBS, {**TAKE, "limit": 10}).all()
-        assert [tuple(row) for row in taken] == [(message_id, job_id)]
+        assert [tuple(row) for row in taken] == [(message_id, job_id, 1)]
         session.execute(queue_sql.START_TAKEN_JOBS, {"job_ids": [job_id]})
         session.execute(queue_sql.FINISH_TAKEN_JOBS, {"job_ids": [job_id]})
         job = _job(session, job_id)
