@@ -7,6 +7,11 @@ backend, `send_promotion_emails` loads every active user and calls
 uses the same templates and message builder as `jobs`, so the comparison is
 about the architecture, not the templating.
 
+Transactional mail (a welcome email per sign-up) is one task per email too,
+given its best chance: `send_transactional_email_task` keeps ONE SMTP
+connection per worker process and reuses it (smtplib), as a tuned Celery
+deployment would.
+
 Workers: ``celery -A bench.celery_design worker -Q email_queue -c N``.
 Configured from BENCH_REDIS_URL, BENCH_SMTP_HOST/PORT and DATABASE_URL.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import smtplib
 from datetime import datetime
 from typing import Any
 
@@ -36,7 +42,10 @@ FRONTEND_URL = "https://shop.example.com"
 
 celery_app = Celery("original_design", broker=REDIS_URL, backend=REDIS_URL)
 celery_app.conf.update(
-    task_routes={"bench.celery_design.send_email_task": {"queue": "email_queue"}},
+    task_routes={
+        "bench.celery_design.send_email_task": {"queue": "email_queue"},
+        "bench.celery_design.send_transactional_email_task": {"queue": "email_queue"},
+    },
     worker_max_tasks_per_child=1000,  # CELERY_MAX_TASKS_PER_CHILD
     worker_max_memory_per_child=200000,  # CELERY_MAX_MEMORY_PER_CHILD (KiB)
     worker_hijack_root_logger=False,
@@ -73,6 +82,44 @@ def send_email_task(
         asyncio.run(send_email(email_to, subject, template_name, template_data))
     except Exception:
         logger.exception("Failed to send email to %s", email_to)
+
+
+_connection: smtplib.SMTP | None = None
+
+
+def _reused_connection() -> smtplib.SMTP:
+    """This worker process's one SMTP connection, opened on first use."""
+    global _connection
+    if _connection is None:
+        _connection = smtplib.SMTP(
+            os.environ.get("BENCH_SMTP_HOST", "127.0.0.1"),
+            int(os.environ.get("BENCH_SMTP_PORT", "1025")),
+            timeout=30,
+        )
+    return _connection
+
+
+@celery_app.task
+def send_transactional_email_task(
+    email_to: str, subject: str, template_name: str, template_data: dict[str, Any]
+) -> None:
+    """One welcome email over the process's reused connection."""
+    global _connection
+    rendered = render(template_name, template_data, search_path())
+    message = build_message(
+        sender="noreply@example.com",
+        sender_name="jobs",
+        to=email_to,
+        subject=subject,
+        text=rendered.text,
+        html=rendered.html,
+        message_id=message_id_for(f"celery:{email_to}", "noreply@example.com", "bench"),
+    )
+    try:
+        _reused_connection().send_message(message)
+    except (smtplib.SMTPException, OSError):
+        logger.exception("Failed to send email to %s", email_to)
+        _connection = None
 
 
 @celery_app.task

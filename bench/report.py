@@ -18,6 +18,7 @@ def write_report(
     settings: dict[str, Any],
 ) -> None:
     s, f, d, c, lat = (results[k] for k in ("signup", "fanout", "delivery", "celery", "latency"))
+    t, b = results["transactional"], results["burst"]
     users = settings["users"]
     rows = [
         (
@@ -25,8 +26,8 @@ def write_report(
             f"{s['jobs_tps']:,.0f} tx/s (user + ledger row + job)",
             f"{s['bare_tps']:,.0f} tx/s (user row only)",
             f"+{s['overhead']:.0%} cost",
-            "≤ +50%",
-            _mark(s["overhead"] <= 0.5),
+            "≤ +30%",
+            _mark(s["overhead"] <= 0.3),
         ),
         (
             f"2. Fan-out, {users:,} users",
@@ -43,8 +44,8 @@ def write_report(
             f"{d['jobs_per_second']:,.0f} emails/s",
             f"bare aiosmtplib loop: {d['ceiling_per_second']:,.0f} emails/s",
             f"{d['ratio']:.0%} of the ceiling",
-            "≥ 70%",
-            _mark(d["ratio"] >= 0.7),
+            "≥ 3,400/s and ≥ 70%",
+            _mark(d["jobs_per_second"] >= 3400 and d["ratio"] >= 0.7),
         ),
         (
             "4. Delivery vs the Celery design",
@@ -59,8 +60,8 @@ def write_report(
             f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms",
             "-",
             "-",
-            "p50 ≤ 15 ms, p99 ≤ 60 ms",
-            _mark(lat["p50_ms"] <= 15 and lat["p99_ms"] <= 60),
+            "p50 ≤ 5 ms, p99 ≤ 15 ms",
+            _mark(lat["p50_ms"] <= 5 and lat["p99_ms"] <= 15),
         ),
         (
             "6. Worker peak RSS (scenario 3)",
@@ -69,6 +70,32 @@ def write_report(
             "-",
             "≤ 100 MB",
             _mark(d["worker_peak_rss_mib"] * 1.048576 <= 100),
+        ),
+        (
+            f"7. Transactional delivery, {settings['emails']:,} sign-ups, "
+            f"{settings['workers']} workers",
+            f"{t['jobs_per_second']:,.0f} emails/s",
+            f"Celery + Redis, one task per email, one reused SMTP connection per process, "
+            f"prefork x{settings['workers']}: {t['celery_per_second']:,.0f} emails/s",
+            f"{t['ratio']:.1f}x",
+            "≥ 2,000/s and ≥ 3x",
+            _mark(t["jobs_per_second"] >= 2000 and t["ratio"] >= 3),
+        ),
+        (
+            f"8. Sign-up burst, {settings['burst_rate']:,.0f}/s for "
+            f"{settings['burst_seconds']:g} s, {settings['workers']} workers",
+            f"enqueued {b['enqueue_per_second']:,.0f}/s, delivered "
+            f"{b['delivery_per_second']:,.0f}/s; commit → accepted p50 {b['p50_ms']:.0f} ms, "
+            f"p99 {b['p99_ms']:.0f} ms; backlog max {b['backlog_max']:,.0f}, "
+            f"at the end {b['backlog_end']:,.0f}",
+            "-",
+            "-",
+            "no growing backlog; p50 ≤ 100 ms, p99 ≤ 1 s",
+            _mark(
+                b["backlog_second_half_max"] <= settings["burst_rate"]
+                and b["p50_ms"] <= 100
+                and b["p99_ms"] <= 1000
+            ),
         ),
     ]
     lines = [
@@ -106,5 +133,13 @@ def write_report(
         f"- Latency: one idle `jobs worker`; {settings['latency_messages']} `register_user`"
         " commits 20 ms apart; an"
         " in-process aiosmtpd sink stamps acceptance.",
+        f"- Transactional delivery: {settings['emails']:,} `register_user` transactions (4 client"
+        " threads, one commit each) are queued, then the workers start; the Celery design queues"
+        " the same number of one-email tasks, then its prefork workers start. Rates off the sink.",
+        "- Sign-up burst: 4 client threads on an open-loop schedule, workers delivering to the same"
+        " smtp-sink; accepted = the ledger's `sent_at`, stamped by the worker on the server's 250;"
+        " the backlog (pending ledger rows) is sampled every second,"
+        ' and "no growing backlog" means it stays within one second of sign-ups in the'
+        " second half of the burst.",
     ]
     path.write_text("\n".join(lines) + "\n")

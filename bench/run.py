@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import celery_run, delivery, fanout, latency, machine, signup
+from bench import burst, celery_run, delivery, fanout, latency, machine, signup, transactional
 from bench.database import fresh_database, seed_users
 from bench.report import write_report
 from bench.sinks import start_sink
@@ -32,12 +32,19 @@ def main() -> None:
     parser.add_argument("--celery-repeats", type=int, help="runs of the Celery design")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--connections", type=int, default=4, help="SMTP connections/worker")
+    parser.add_argument(
+        "--emails", type=int, help="transactional emails (default 10000; quick 1000)"
+    )
+    parser.add_argument("--burst-seconds", type=float, help="sign-up burst (default 30; quick 5)")
+    parser.add_argument("--burst-rate", type=float, default=500.0, help="sign-ups/s in the burst")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     quick = args.quick
     users = args.users or (1000 if quick else 100_000)
     repeats = args.repeats or (1 if quick else 3)
     celery_repeats = args.celery_repeats or repeats
+    emails = args.emails or (1000 if quick else 10_000)
+    burst_seconds = args.burst_seconds or (5.0 if quick else 30.0)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s bench: %(message)s")
     for noisy in ("jobs", "procrastinate", "alembic", "pgserver", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -48,14 +55,14 @@ def main() -> None:
     try:
         with fresh_database() as url:
             info = machine.describe(url)
-            logger.info("1/5 signup transaction")
+            logger.info("1/7 signup transaction")
             results["signup"] = signup.run(
                 url, transactions=400 if quick else 4000, repeats=repeats
             )
             seed_users(url, users)
-            logger.info("2/5 fan-out of %d users", users)
+            logger.info("2/7 fan-out of %d users", users)
             results["fanout"] = fanout.run(url, users=users, repeats=repeats)
-            logger.info("3/5 delivery (and the raw ceiling), %d workers", args.workers)
+            logger.info("3/7 delivery (and the raw ceiling), %d workers", args.workers)
             results["delivery"] = delivery.run(
                 url,
                 sink,
@@ -64,14 +71,32 @@ def main() -> None:
                 workers=args.workers,
                 connections=args.connections,
             )
-            logger.info("4/5 the original Celery design")
+            logger.info("4/7 the original Celery design")
             fanout.reset(url)
             results["celery"] = celery_run.run(
                 url, sink, users=users, repeats=celery_repeats, processes=args.workers
             )
-            logger.info("5/5 latency")
+            logger.info("5/7 latency")
             fanout.reset(url)
             results["latency"] = latency.run(url, messages=50 if quick else 200)
+            logger.info("6/7 transactional delivery, %d emails, vs Celery", emails)
+            results["transactional"] = transactional.run(
+                url,
+                sink,
+                emails=emails,
+                repeats=repeats,
+                workers=args.workers,
+                connections=args.connections,
+            )
+            logger.info("7/7 sign-up burst, %g/s for %g s", args.burst_rate, burst_seconds)
+            results["burst"] = burst.run(
+                url,
+                sink,
+                rate=args.burst_rate,
+                duration=burst_seconds,
+                workers=args.workers,
+                connections=args.connections,
+            )
     finally:
         sink.stop()
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +113,9 @@ def main() -> None:
             "connections": args.connections,
             "sink": sink.name,
             "latency_messages": 50 if quick else 200,
+            "emails": emails,
+            "burst_rate": args.burst_rate,
+            "burst_seconds": burst_seconds,
             "minutes": (time.perf_counter() - started) / 60,
         },
     )

@@ -194,6 +194,41 @@ DEFER_NEW_MESSAGE = """
         FROM message
     )"""
 
+# -- transactional delivery in batches (jobs.mail.ledger) ----------------------------
+
+# Up to :limit due transactional delivery jobs (oldest first) whose first message is
+# pending and untried, locked: no worker fetches a job while a running delivery holds
+# it (procrastinate's fetch skips locked jobs), and a job already fetched (`doing`) is
+# never taken. Only the job is locked here (a row lock skipped half-way through a join
+# would stay held): the taker then locks the messages themselves. `n` is how many
+# messages the job carries: the caller takes one-message jobs only (a filter on it
+# here would make the planner expect a handful of rows, sort them all and skip
+# procrastinate_jobs_priority_idx_v1, which this walks in order and stops early).
+TAKE_TRANSACTIONAL_JOBS = text("""
+SELECT m.id AS message_id, j.id AS job_id, jsonb_array_length(j.args -> 'message_ids') AS n
+  FROM procrastinate_jobs j
+  JOIN email_messages m ON m.id = CAST(j.args -> 'message_ids' ->> 0 AS bigint)
+ WHERE j.status = 'todo' AND j.priority >= :priority
+   AND j.queue_name = :queue AND j.task_name = :task AND j.lock IS NULL
+   AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())
+   AND m.status = 'pending' AND m.attempts = 0
+ ORDER BY j.priority DESC, j.id
+ LIMIT :limit
+   FOR UPDATE OF j SKIP LOCKED
+""")
+
+
+# The taken jobs whose message was handled, finished as procrastinate would have: started,
+# then succeeded (two statements: the status trigger records `started` and `succeeded`).
+START_TAKEN_JOBS = text(
+    "UPDATE procrastinate_jobs SET status = 'doing', worker_id = NULL"
+    " WHERE id = ANY(CAST(:job_ids AS bigint[])) AND status = 'todo'"
+)
+FINISH_TAKEN_JOBS = text(
+    "UPDATE procrastinate_jobs SET status = 'succeeded', attempts = attempts + 1"
+    " WHERE id = ANY(CAST(:job_ids AS bigint[])) AND status = 'doing'"
+)
+
 # -- browsing jobs: `jobs list/show/emails` and the dashboard (jobs.ops.browse) -------
 
 # One page of jobs, newest first, keyset-paginated on id (:before_id), with the time of its

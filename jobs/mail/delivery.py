@@ -8,6 +8,14 @@ outside that transaction: a row the server accepted before is recorded
 ``sent`` when a batch locks it again (after a crash or a lost connection),
 never sent twice.
 
+Every batch first takes waiting transactional messages together with their
+jobs (`jobs.mail.ledger.take_transactional`): half a batch while the job has
+rows of its own left, a whole one after. So a welcome email waits for at most
+one batch of any running delivery, and a burst of one-email jobs is sent in
+batches by the jobs that run, whose transaction also finishes the jobs taken;
+workers never fetch those. A job goes on taking full batches (up to
+`SWEEP_BATCHES`) once its own rows are done.
+
 - accepted → ``sent``; a 5xx, a bad address or a template error → ``failed``
   with the reason, and the batch goes on; a user deactivated since → ``suppressed``;
 - transient trouble (4xx, timeout, lost connection) stops the job: what was
@@ -21,7 +29,7 @@ import asyncio
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -46,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 50  # rows per transaction (acceptances are journaled at once, see above)
 JOURNAL_PATIENCE = 2.0  # seconds a batch waits for its acceptances to be journaled
+SWEEP_BATCHES = 20  # full batches of taken messages a job sends after its own
 
 
 def batch_size(rate: float | None) -> int:
@@ -77,6 +86,8 @@ class Report:
     failed: int = 0
     suppressed: int = 0
     after: int = 0  # the last id handled: the next batch starts above it
+    own_done: bool = False  # no row of the job's own is left
+    sweeps: int = 0  # batches of taken messages only
     done: bool = False
     error: BaseException | None = field(default=None, repr=False)
     deferred: BaseException | None = field(default=None, repr=False)
@@ -119,13 +130,18 @@ def _fail(outcome: Outcome, kind: FailureKind, reason: str) -> None:
 
 
 async def send_all(
-    rows: Sequence[Pending], outcomes: dict[int, Outcome], run: Delivery
+    rows: Sequence[Pending],
+    outcomes: dict[int, Outcome],
+    run: Delivery,
+    taken: Collection[int] = (),
 ) -> tuple[BaseException | None, smtp.Deferred | None]:
     """Send ``rows`` over up to ``pool.max_size`` connections at once.
 
     Fills ``outcomes`` as messages complete (so a cancelled caller still knows
     what was sent). Returns the server trouble that stopped it, if any, and a
     deferral (a 4xx for one message, which stays pending while the rest go on).
+    A deferred row in ``taken`` is left to its own job: it stays pending, and
+    is neither failed on this job's final attempt nor a reason to retry this job.
     """
     slots = await run.limiter.reserve(len(rows))
     by_domain = await run.domains.reserve(r.to_address for r in rows) if run.domains else []
@@ -166,9 +182,12 @@ async def send_all(
                 ):
                     outcome.attempted = False  # throttled, not tried: a retry takes it
                     outcome.error = f"{exc} (the receiver asked to slow down; budget lowered)"
-                    deferred.append(exc)
+                    if row.id not in taken:  # a taken row is left to its own job
+                        deferred.append(exc)
                     continue
                 outcome.error = f"{exc} (server {run.mail.smtp.address})"
+                if row.id in taken:  # its own job, still waiting, retries it
+                    continue
                 if run.final_attempt:
                     reason = ledger.TRANSIENT_EXHAUSTED + outcome.error
                     _fail(outcome, FailureKind.TRANSIENT_EXHAUSTED, reason)
@@ -202,10 +221,19 @@ async def deliver_batch(
     deferred message does not: the job goes on, and raises at its end so that
     a retry takes the deferred messages (see `Report.finish`).
     """
-    rows = await ledger.lock_batch(session, ids, after=report.after, limit=run.batch_size)
-    report.done = len(rows) < run.batch_size
-    if rows:
-        report.after = rows[-1].id
+    greedy = run.batch_size if report.own_done else run.batch_size // 2
+    taken = await ledger.take_transactional(session, greedy)
+    rows = await ledger.lock_batch(session, list(taken), after=0, limit=len(taken)) if taken else []
+    if report.own_done:
+        report.sweeps += 1
+    else:
+        room = run.batch_size - len(rows)
+        own = await ledger.lock_batch(session, ids, after=report.after, limit=room)
+        report.own_done = len(own) < room
+        if own:
+            report.after = own[-1].id
+        rows += own
+    report.done = report.own_done and (len(taken) < greedy or report.sweeps >= SWEEP_BATCHES)
     before = await journal.accepted(session, run.journal, [row.id for row in rows])
     outcomes = {
         row.id: Outcome(row.id, EmailStatus.SUPPRESSED, error=row.suppress)
@@ -227,9 +255,8 @@ async def deliver_batch(
         )
     reason: str | None = None
     try:
-        error, deferred = await send_all(
-            [row for row in rows if row.id not in outcomes], outcomes, run
-        )
+        sendable = [row for row in rows if row.id not in outcomes]
+        error, deferred = await send_all(sendable, outcomes, run, taken)
         report.deferred = report.deferred or deferred
     except asyncio.CancelledError as exc:  # recorded below, then re-raised by the caller
         error, reason = exc, run.interrupted()
@@ -251,6 +278,8 @@ async def deliver_batch(
         await run.journal.written(sent, JOURNAL_PATIENCE)
     await ledger.record(session, outcomes.values())
     await journal.settle(session, sent)
+    handled = [outcome.id for outcome in outcomes.values() if outcome.status != EmailStatus.PENDING]
+    await ledger.finish_taken(session, [taken[i] for i in handled if i in taken])
     rejected = [o for o in outcomes.values() if o.failure == FailureKind.REJECTED]
     if rejected:  # "no such mailbox" is a hard bounce, whoever says it
         addresses = {row.id: row.to_address for row in rows}

@@ -44,6 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from jobs.db import queue_sql
 from jobs.models import (
     EmailMessage,
     EmailStatus,
@@ -53,7 +54,7 @@ from jobs.models import (
     SuppressionReason,
     User,
 )
-from jobs.tasks import DELIVER_TASK
+from jobs.tasks import DELIVER_TASK, EMAIL_QUEUE, TRANSACTIONAL_PRIORITY
 
 # Reasons written to ``last_error`` (for humans; `FailureKind` is what code reads).
 CANCELLED = "cancelled: job {job_id} was cancelled by an operator"
@@ -175,6 +176,38 @@ async def lock_batch(
     """
     result = await session.execute(_LOCK, {"ids": list(ids), "after": after, "limit": limit})
     return [Pending(*row) for row in result.all()]
+
+
+async def take_transactional(session: AsyncSession, limit: int) -> dict[int, int]:
+    """Lock up to ``limit`` pending transactional messages (oldest first) together with
+    their own delivery jobs, which are still waiting; ``{message id: job id}``.
+
+    The caller sends them with its own batch and, in the same transaction,
+    finishes the jobs of those it handled (`finish_taken`); the others go back
+    to their own jobs at commit. Jobs that run already, or wait for a retry,
+    keep their messages.
+    """
+    if limit <= 0:
+        return {}
+    result = await session.execute(
+        queue_sql.TAKE_TRANSACTIONAL_JOBS,
+        {
+            "priority": TRANSACTIONAL_PRIORITY,
+            "queue": EMAIL_QUEUE,
+            "task": DELIVER_TASK,
+            "limit": limit,
+        },
+    )
+    # A job carrying several messages stays locked, untouched, until the commit.
+    return {int(message_id): int(job_id) for message_id, job_id, n in result.all() if n == 1}
+
+
+async def finish_taken(session: AsyncSession, job_ids: Sequence[int]) -> None:
+    """Mark taken jobs succeeded: their messages were handled by the taker."""
+    if job_ids:
+        params = {"job_ids": list(job_ids)}
+        await session.execute(queue_sql.START_TAKEN_JOBS, params)
+        await session.execute(queue_sql.FINISH_TAKEN_JOBS, params)
 
 
 _RECORD = text(

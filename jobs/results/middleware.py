@@ -8,7 +8,9 @@ It is installed on the app (``worker_defaults``), so ``jobs worker``,
   retry strategy says; recording never changes that, and never hides the error.
 - a success with a value: the value is stored unless the task already stored it
   in its own transaction (`jobs.results.store_result`), then written through to
-  Redis. A value that is not JSON or is over RESULT_MAX_BYTES fails the job.
+  Redis. A value that is not JSON or is over RESULT_MAX_BYTES fails the job. A
+  task that says it committed its value (`mark_stored`) costs no query at all
+  when there is no Redis to write through to.
 - a success without a value after failed attempts: the failure record is
   marked succeeded, so a pruned job still reads as succeeded.
 
@@ -40,6 +42,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 2000  # a failure reason is a diagnostic; the traceback is in the logs
+STORED_KEY = "jobs.result_stored"  # in JobContext.additional_context
+
+
+def mark_stored(context: JobContext) -> None:
+    """Inside a task: its return value is committed already (`store_result_async`)."""
+    context.additional_context[STORED_KEY] = True
 
 
 async def record_outcome(call_next: AsyncCallNext, context: JobContext, worker: Worker) -> Any:
@@ -47,7 +55,8 @@ async def record_outcome(call_next: AsyncCallNext, context: JobContext, worker: 
     job = context.job
     try:
         value = await call_next()
-        if value is not None:
+        stored = context.additional_context.get(STORED_KEY, False)
+        if value is not None and not (stored and result_cache(get_settings()) is None):
             await _store(job, value)
         elif job.attempts:
             await _clear_failure(job)

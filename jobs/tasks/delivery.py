@@ -23,6 +23,7 @@ from jobs.mail.journal import get_journal
 from jobs.mail.pool import get_pool
 from jobs.mail.ratelimit import DomainLimits, RateLimiter
 from jobs.models import FailureKind
+from jobs.results.middleware import mark_stored
 from jobs.results.store import store_result_async
 from jobs.settings import Settings, get_settings
 from jobs.tasks import BULK_PRIORITY, DELIVER_TASK, EMAIL_QUEUE
@@ -126,6 +127,7 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
         trouble = report.finish()  # raised once every batch is committed
         if trouble is not None:
             raise trouble
+        mark_stored(context)
     except asyncio.CancelledError:
         if context.abort_reason() == AbortReason.USER_REQUEST:
             reason = ledger.CANCELLED.format(job_id=context.job.id)

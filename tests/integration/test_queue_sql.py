@@ -166,6 +166,8 @@ def test_job_event_type_labels(database_url: str) -> None:
     assert set(OUTCOME_NAMES) <= labels
 
 
+TAKE = {"priority": TRANSACTIONAL_PRIORITY, "queue": EMAIL_QUEUE, "task": DELIVER_TASK}
+
 # Harmless parameters for planning each named query.
 PLAN_PARAMS: dict[str, dict[str, Any]] = {
     "GAUGES": {"stalled_after": 60.0},
@@ -187,6 +189,9 @@ PLAN_PARAMS: dict[str, dict[str, Any]] = {
     },
     "READ_RESULT": {"job_id": 1},
     "DEFER_NEW_MESSAGE": {"message_id": 1, **job_params()},
+    "TAKE_TRANSACTIONAL_JOBS": {**TAKE, "limit": 10},
+    "START_TAKEN_JOBS": {"job_ids": [1]},
+    "FINISH_TAKEN_JOBS": {"job_ids": [1]},
     "JOBS_PAGE": {
         "queue": "q",
         "task": None,
@@ -326,6 +331,33 @@ def test_a_job_through_every_named_query(database_url: str) -> None:
         assert _job(session, job_id) == {}
         read = session.execute(queue_sql.READ_RESULT, {"job_id": job_id}).one()
         assert (read.job_status, read.job_task) == (None, None)
+
+
+def test_taking_a_waiting_transactional_job(database_url: str) -> None:
+    """A due one-message job is taken with its pending row; finishing it records the
+    events procrastinate would have (started, succeeded) and nothing fetches it again."""
+    with session_factory(database_url)() as session, session.begin():
+        message_id = session.execute(
+            text(
+                "INSERT INTO email_messages (idempotency_key, kind, to_address, template)"
+                " VALUES ('k', 'welcome', 'a@example.com', 'welcome') RETURNING id"
+            )
+        ).scalar_one()
+        defer = text(f"{DEFER} SELECT ids FROM job")
+        params = {**PLAN_PARAMS["DEFER_NEW_MESSAGE"], "message_id": message_id}
+        [job_id] = session.execute(defer, params).scalar_one()
+        taken = session.execute(queue_sql.TAKE_TRANSACTIONAL_JOBS, {**TAKE, "limit": 10}).all()
+        assert [tuple(row) for row in taken] == [(message_id, job_id, 1)]
+        session.execute(queue_sql.START_TAKEN_JOBS, {"job_ids": [job_id]})
+        session.execute(queue_sql.FINISH_TAKEN_JOBS, {"job_ids": [job_id]})
+        job = _job(session, job_id)
+        assert (job["status"], job["attempts"], job["worker_id"]) == ("succeeded", 1, None)
+        events = session.scalars(
+            text("SELECT type::text FROM procrastinate_events WHERE job_id = :id ORDER BY id"),
+            {"id": job_id},
+        ).all()
+        assert events == ["deferred", "started", "succeeded"]
+        assert session.execute(queue_sql.TAKE_TRANSACTIONAL_JOBS, {**TAKE, "limit": 10}).all() == []
 
 
 def test_the_message_ids_index_is_for_the_delivery_task() -> None:
