@@ -23,7 +23,7 @@ def test_healthz_goes_503_when_the_database_goes_away(
         "email",
         log=tmp_path / "w.log",
         http_port=port,
-        env={"WORKER_DB_OUTAGE_LIMIT": "3"},
+        env={"WORKER_DB_OUTAGE_LIMIT": "15"},  # longer than one health probe (5 s)
     )
     url = f"http://127.0.0.1:{port}/healthz"
     seen: list[tuple[int, str]] = []
