@@ -149,7 +149,9 @@ def _no_periodic_deferrer() -> Iterator[None]:
 
 async def drain(*, fast_forward: int = 10, concurrency: int = 4) -> None:
     """Run a real worker until no job is due; then make jobs waiting for a
-    retry due now (time travel) and go again, at most ``fast_forward`` times."""
+    retry due now (time travel) and go again, at most ``fast_forward`` times.
+    A job left waiting by a run (released by a job that took it, after the
+    worker's last fetch) also means another run."""
     url = db.database_url(get_settings())
     for _ in range(fast_forward + 1):
         async with app.open_async():
@@ -165,7 +167,9 @@ async def drain(*, fast_forward: int = 10, concurrency: int = 4) -> None:
                 "UPDATE procrastinate_jobs SET scheduled_at = now() "
                 "WHERE status = 'todo' AND scheduled_at > now()"
             ).rowcount
-        if not moved:
+            row = conn.execute("SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'")
+            waiting = row.fetchone()
+        if not moved and waiting is not None and waiting[0] == 0:
             return
 
 
