@@ -74,6 +74,9 @@ def test_compose_has_the_services_of_the_original_design_without_the_broker() ->
     assert web["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert web["ports"] == ["127.0.0.1:8000:8000"]
     assert {"WEB_USERNAME", "WEB_PASSWORD", "SECRET_KEY"} <= set(web["environment"])
+    # No secret ships with a default: compose refuses to start without them in .env.
+    for secret in ("WEB_PASSWORD", "SECRET_KEY"):
+        assert web["environment"][secret].startswith(f"${{{secret}:?"), secret
     for name, service in services.items():
         assert name == "redis" or "profiles" not in service
 
