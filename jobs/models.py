@@ -38,6 +38,19 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def text_enum(values: type[enum.StrEnum], name: str, length: int) -> Enum:
+    """A string enum stored as its values in VARCHAR(``length``) with a CHECK constraint
+    (no PostgreSQL enum type: adding a value needs no ALTER TYPE)."""
+    return Enum(
+        values,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=length,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
 class EmailStatus(enum.StrEnum):
     PENDING = "pending"
     SENT = "sent"
@@ -87,27 +100,13 @@ class EmailMessage(Base):
     context: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     subject: Mapped[str | None] = mapped_column(Text)
     status: Mapped[EmailStatus] = mapped_column(
-        Enum(
-            EmailStatus,
-            name="status",
-            native_enum=False,
-            create_constraint=True,
-            length=16,
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        text_enum(EmailStatus, "status", 16),
         server_default=EmailStatus.PENDING.value,
     )
     attempts: Mapped[int] = mapped_column(server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
     failure_kind: Mapped[FailureKind | None] = mapped_column(
-        Enum(
-            FailureKind,
-            name="failure_kind",
-            native_enum=False,
-            create_constraint=True,
-            length=32,
-            values_callable=lambda e: [m.value for m in e],
-        )
+        text_enum(FailureKind, "failure_kind", 32)
     )
     message_id: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -228,16 +227,7 @@ class JobResult(Base):
 
     job_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     task_name: Mapped[str] = mapped_column(Text)
-    status: Mapped[ResultStatus] = mapped_column(
-        Enum(
-            ResultStatus,
-            name="status",
-            native_enum=False,
-            create_constraint=True,
-            length=16,
-            values_callable=lambda e: [m.value for m in e],
-        )
-    )
+    status: Mapped[ResultStatus] = mapped_column(text_enum(ResultStatus, "status", 16))
     # None is SQL NULL ("no value"), not the JSON literal null.
     result: Mapped[Any | None] = mapped_column(JSONB(none_as_null=True))
     error: Mapped[str | None] = mapped_column(Text)
@@ -305,16 +295,7 @@ class Suppression(Base):
     __tablename__ = "suppressions"
 
     address: Mapped[str] = mapped_column(Text, primary_key=True)  # normalized, lower case
-    reason: Mapped[SuppressionReason] = mapped_column(
-        Enum(
-            SuppressionReason,
-            name="reason",
-            native_enum=False,
-            create_constraint=True,
-            length=16,
-            values_callable=lambda e: [m.value for m in e],
-        )
-    )
+    reason: Mapped[SuppressionReason] = mapped_column(text_enum(SuppressionReason, "reason", 16))
     source: Mapped[str] = mapped_column(Text)
     first_event_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
