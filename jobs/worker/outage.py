@@ -17,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import psycopg
+from procrastinate.exceptions import ConnectorException
 from procrastinate.job_context import JobContext
 from procrastinate.worker import Worker
 
@@ -43,8 +45,22 @@ class OutageWorker(Worker):
         job_id = context.job.id
         assert job_id is not None
         self.unsaved.add(job_id)
-        await super()._process_job(context)
-        self.unsaved.discard(job_id)  # its status is saved (it raised otherwise)
+        try:
+            await super()._process_job(context)
+        except ConnectorException as exc:
+            if isinstance(exc.__cause__, psycopg.errors.RaiseException):
+                # procrastinate_finish_job_v1 refused: across the outage the job was
+                # already re-queued or finished elsewhere, so its fate is not ours to save.
+                self.unsaved.discard(job_id)
+                logger.warning(
+                    "job %s changed hands during the outage: %s", job_id, first_line(exc)
+                )
+            else:  # the database is gone: the job is re-queued at reconnect
+                logger.warning(
+                    "job %s: its outcome could not be saved: %s", job_id, first_line(exc)
+                )
+            return
+        self.unsaved.discard(job_id)  # its status is saved
 
     # Replaces procrastinate's monitor, which logs the failure as an error with a
     # traceback: here it is an expected outage, reported once by the app.
