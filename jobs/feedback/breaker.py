@@ -8,14 +8,19 @@ reaches ``min_sample``, a rate over its limit pauses the run: the fan-out queues
 no more chunks and delivery sends none of its pending rows, until an operator
 resumes (`resume_run`, the counts so far become the new baseline) or cancels
 (`cancel_run`, its pending rows fail as cancelled). Every check is one query on
-the caller's session; nothing here commits.
+the caller's session; nothing here commits. Feedback checks the run of each
+report at once; delivery checks a run on refusals and as its jobs end, at most
+once a second per process (`RunChecks`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +30,7 @@ from jobs.errors import JobsError
 logger = logging.getLogger(__name__)
 
 CANCELLED = "cancelled: promotion run {run_id} was cancelled by an operator"
+CHECK_INTERVAL = 1.0  # seconds between a delivery process's checks of one run
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,14 @@ _RUNS_OF_MESSAGES = text(
      GROUP BY r.id
     """
 )
+_RUNS = text(
+    _COUNTS
+    + """
+     WHERE r.id = ANY(CAST(:run_ids AS bigint[]))
+       AND r.paused_at IS NULL AND r.cancelled_at IS NULL
+     GROUP BY r.id
+    """
+)
 _RUN = text(_COUNTS + " WHERE r.id = :run_id GROUP BY r.id")
 _PAUSE = text(
     """
@@ -85,6 +99,37 @@ def verdict(sample: int, bounces: int, complaints: int, thresholds: Thresholds) 
     return None
 
 
+class RunChecks:
+    """When this process last checked each promotion run.
+
+    A check counts every row of the run, so delivery checks a run at most once per
+    ``interval`` seconds per process: often enough to pause within about a second,
+    and never once per batch, which would grow with the square of the run's size.
+    """
+
+    def __init__(self, interval: float = CHECK_INTERVAL) -> None:
+        self.interval = interval
+        self._last: dict[int, float] = {}
+
+    def due(self, run_ids: Iterable[int]) -> list[int]:
+        """The runs among ``run_ids`` not checked within ``interval``; marked checked now."""
+        now = time.monotonic()
+        due = [r for r in set(run_ids) if now - self._last.get(r, -math.inf) >= self.interval]
+        for run_id in due:
+            self._last[run_id] = now
+        return sorted(due)
+
+
+async def check_runs(
+    session: AsyncSession, run_ids: Sequence[int], thresholds: Thresholds
+) -> list[Paused]:
+    """Check the running promotion runs ``run_ids``; pause those over a limit."""
+    if not run_ids:
+        return []
+    rows = (await session.execute(_RUNS, {"run_ids": list(run_ids)})).all()
+    return await _judge(session, rows, thresholds)
+
+
 async def check_messages(
     session: AsyncSession, ledger_ids: Sequence[int], thresholds: Thresholds
 ) -> list[Paused]:
@@ -93,6 +138,12 @@ async def check_messages(
     if not ledger_ids:
         return []
     rows = (await session.execute(_RUNS_OF_MESSAGES, {"ids": list(ledger_ids)})).all()
+    return await _judge(session, rows, thresholds)
+
+
+async def _judge(
+    session: AsyncSession, rows: Sequence[Any], thresholds: Thresholds
+) -> list[Paused]:
     paused: list[Paused] = []
     for run_id, sample, bounces, complaints, base_sample, base_bounces, base_complaints in rows:
         reason = verdict(

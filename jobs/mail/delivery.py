@@ -36,10 +36,10 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.errors import JobsError, describe
-from jobs.feedback.breaker import Thresholds, check_messages
+from jobs.feedback.breaker import RunChecks, Thresholds, check_runs
 from jobs.feedback.suppressions import suppress_refused
 from jobs.feedback.verp import return_path
-from jobs.mail import journal, ledger, smtp
+from jobs.mail import ledger, smtp
 from jobs.mail.config import MailConfig
 from jobs.mail.journal import Accepted, Journal
 from jobs.mail.ledger import Outcome, Pending
@@ -74,6 +74,7 @@ class Delivery:
     interrupted: Callable[[], str] = lambda: "delivery interrupted"
     batch_size: int = BATCH_SIZE
     breaker: Thresholds | None = None  # promotion chunks: the circuit breaker
+    breaker_checks: RunChecks = field(default_factory=RunChecks)  # one per process
     domains: DomainLimits | None = None  # MAIL_DOMAIN_RATE_LIMITS
     journal: Journal | None = None  # None: acceptances are only recorded with the batch
 
@@ -89,6 +90,7 @@ class Report:
     own_done: bool = False  # no row of the job's own is left
     sweeps: int = 0  # batches of taken messages only
     done: bool = False
+    runs: set[int] = field(default_factory=set)  # the promotion runs of the rows seen
     error: BaseException | None = field(default=None, repr=False)
     deferred: BaseException | None = field(default=None, repr=False)
 
@@ -234,7 +236,9 @@ async def deliver_batch(
             report.after = own[-1].id
         rows += own
     report.done = report.own_done and (len(taken) < greedy or report.sweeps >= SWEEP_BATCHES)
-    before = await journal.accepted(session, run.journal, [row.id for row in rows])
+    before = {row.id: row.accepted for row in rows if row.accepted is not None}
+    if run.journal is not None:  # acceptances this process has not written yet
+        before.update(run.journal.remembered(row.id for row in rows))
     outcomes = {
         row.id: Outcome(row.id, EmailStatus.SUPPRESSED, error=row.suppress)
         for row in rows
@@ -274,19 +278,21 @@ async def deliver_batch(
         )
     sent = [o.id for o in outcomes.values() if o.status == EmailStatus.SENT]
     if run.journal is not None and sent:
-        # The entries are written before this transaction deletes them: none is left behind.
+        # Written before this transaction deletes them (`ledger.record`): none is left behind.
         await run.journal.written(sent, JOURNAL_PATIENCE)
     await ledger.record(session, outcomes.values())
-    await journal.settle(session, sent)
     handled = [outcome.id for outcome in outcomes.values() if outcome.status != EmailStatus.PENDING]
     await ledger.finish_taken(session, [taken[i] for i in handled if i in taken])
     rejected = [o for o in outcomes.values() if o.failure == FailureKind.REJECTED]
     if rejected:  # "no such mailbox" is a hard bounce, whoever says it
         addresses = {row.id: row.to_address for row in rows}
         await suppress_refused(session, [(addresses[o.id], o.error or "") for o in rejected])
-    if run.breaker is not None:  # on a refusal, and once per job: refusals count as bounces
-        checked = ids if report.done else [o.id for o in rejected]
-        await check_messages(session, checked, run.breaker)
+    if run.breaker is not None:  # on a refusal, and as the job ends: refusals count as bounces
+        report.runs.update(row.promotion_run_id for row in rows if row.promotion_run_id)
+        runs_of = {row.id: row.promotion_run_id for row in rows}
+        refused = {r for o in rejected if (r := runs_of[o.id]) is not None}
+        checked = run.breaker_checks.due(refused | report.runs if report.done else refused)
+        await check_runs(session, checked, run.breaker)
     counts = Counter(outcome.status for outcome in outcomes.values())
     report.sent += counts[EmailStatus.SENT]
     report.failed += counts[EmailStatus.FAILED]

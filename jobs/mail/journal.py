@@ -9,10 +9,13 @@ the moment it happens, to the process's `Journal`:
 - in memory at once (`add`), then written to ``email_accepted`` by a writer
   task on its own autocommit connection: one INSERT per group of acceptances,
   the next group as soon as the previous one is written;
+- a batch waits until its acceptances are written, then records its rows
+  ``sent`` and drops their entries in one statement (`jobs.mail.ledger.record`);
 - while the database is away the entries stay in memory and the writer retries
   with capped backoff; a delivery job in this process consults memory too;
-- a delivery job that locks a pending row first looks it up (`accepted`): an
-  accepted row is recorded ``sent`` with its Message-ID, never sent again.
+- a delivery job that locks a pending row gets its entry with it
+  (`jobs.mail.ledger.lock_batch`): an accepted row is recorded ``sent`` with
+  its Message-ID, never sent again.
 
 What a SIGKILL can still duplicate is what was on the SMTP connections and the
 group being written at that moment (README, "Delivery guarantees").
@@ -28,10 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
-from sqlalchemy import ARRAY, BigInteger, bindparam, delete, select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from jobs.models import AcceptedEmail
 
 logger = logging.getLogger(__name__)
 
@@ -175,36 +176,6 @@ class Journal:
         if connection is not None:
             with contextlib.suppress(psycopg.Error, OSError):
                 await connection.close()
-
-
-_ACCEPTED = select(
-    AcceptedEmail.id, AcceptedEmail.message_id, AcceptedEmail.subject, AcceptedEmail.sent_at
-).where(AcceptedEmail.id == bindparam("ids", type_=ARRAY(BigInteger)).any_())
-
-
-async def accepted(
-    session: AsyncSession, journal: Journal | None, ids: Sequence[int]
-) -> dict[int, Accepted]:
-    """The acceptances among ``ids`` (rows the caller holds locked): written or in memory."""
-    if not ids:
-        return {}
-    found = {
-        row.id: Accepted(row.id, row.message_id, row.subject, row.sent_at)
-        for row in (await session.execute(_ACCEPTED, {"ids": list(ids)})).all()
-    }
-    if journal is not None:
-        found.update(journal.remembered(ids))
-    return found
-
-
-async def settle(session: AsyncSession, ids: Sequence[int]) -> None:
-    """Drop the journal entries of ``ids``, whose ledger rows the caller records ``sent``."""
-    if ids:
-        await session.execute(
-            delete(AcceptedEmail)
-            .where(AcceptedEmail.id.in_(list(ids)))
-            .execution_options(synchronize_session=False)
-        )
 
 
 _PRUNE = text(

@@ -20,7 +20,7 @@ Each function is one round trip on the caller's session and never commits.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +45,9 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.db import queue_sql
+from jobs.mail.journal import Accepted
 from jobs.models import (
+    AcceptedEmail,
     EmailMessage,
     EmailStatus,
     FailureKind,
@@ -85,6 +87,9 @@ class Pending:
     subject: str | None
     headers: dict[str, str] | None  # extra headers (List-Unsubscribe for promotions)
     suppress: str | None  # why not to send it (user inactive, unsubscribed, suppressed address)
+    promotion_run_id: int | None = None
+    _: KW_ONLY
+    accepted: Accepted | None = None  # the server took it before: record it, never resend
 
 
 @dataclass
@@ -144,16 +149,23 @@ _LOCK = (
                 + literal(")"),
             ),
         ),
+        EmailMessage.promotion_run_id,
+        AcceptedEmail.message_id,
+        AcceptedEmail.subject,
+        AcceptedEmail.sent_at,
     )
     .outerjoin(User, User.id == EmailMessage.user_id)
     # Deliverability: the suppression list, and promotion runs the circuit breaker paused
     # (their rows stay pending until the run is resumed or cancelled).
     .outerjoin(Suppression, Suppression.address == func.lower(EmailMessage.to_address))
     .outerjoin(PromotionRun, PromotionRun.id == EmailMessage.promotion_run_id)
+    # The journal (`jobs.mail.journal`): an acceptance a lost transaction did not record.
+    .outerjoin(AcceptedEmail, AcceptedEmail.id == EmailMessage.id)
+    # Only the ids: a range condition (id > last) would let the planner walk a status
+    # index over every pending row of the table instead of the job's own.
     .where(
         EmailMessage.id == _ids(),
         EmailMessage.status == EmailStatus.PENDING,
-        EmailMessage.id > bindparam("after"),
         PromotionRun.paused_at.is_(None),
         or_(EmailMessage.not_before.is_(None), EmailMessage.not_before <= func.now()),
     )
@@ -172,10 +184,19 @@ async def lock_batch(
     send the same row; a row already ``sent`` is never returned, nor one whose
     ``not_before`` (``send_at=``) has not come yet. A row whose
     user is inactive (or, for a promotion, unsubscribed) comes back with
-    ``suppress`` set.
+    ``suppress`` set; one the journal says the server accepted, with ``accepted``.
     """
-    result = await session.execute(_LOCK, {"ids": list(ids), "after": after, "limit": limit})
-    return [Pending(*row) for row in result.all()]
+    remaining = [i for i in ids if i > after]
+    if not remaining or limit <= 0:
+        return []
+    result = await session.execute(_LOCK, {"ids": remaining, "limit": limit})
+    found = []
+    for *columns, message_id, subject, sent_at in result:
+        accepted = (
+            None if message_id is None else Accepted(columns[0], message_id, subject, sent_at)
+        )
+        found.append(Pending(*columns, accepted=accepted))
+    return found
 
 
 async def take_transactional(session: AsyncSession, limit: int) -> dict[int, int]:
@@ -210,8 +231,12 @@ async def finish_taken(session: AsyncSession, job_ids: Sequence[int]) -> None:
         await session.execute(queue_sql.FINISH_TAKEN_JOBS, params)
 
 
+# One statement: the outcomes, and the journal entries of the rows now recorded `sent`.
 _RECORD = text(
     """
+    WITH settled AS (
+        DELETE FROM email_accepted WHERE id = ANY(CAST(:sent AS bigint[]))
+    )
     UPDATE email_messages AS m SET
         status = v.status,
         attempts = m.attempts + v.tried,
@@ -231,13 +256,15 @@ _RECORD = text(
 
 
 async def record(session: AsyncSession, outcomes: Iterable[Outcome]) -> None:
-    """Write every changed outcome in ONE statement."""
+    """Write every changed outcome in ONE statement, which also drops the journal
+    entries (`jobs.mail.journal`) of the rows it records ``sent``."""
     rows = [o for o in outcomes if o.changed]
     if not rows:
         return
     await session.execute(
         _RECORD,
         {
+            "sent": [o.id for o in rows if o.status == EmailStatus.SENT],
             "ids": [o.id for o in rows],
             "statuses": [o.status.value for o in rows],
             "tried": [int(o.attempted) for o in rows],

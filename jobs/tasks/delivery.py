@@ -14,6 +14,7 @@ from jobs.app import app
 from jobs.db import async_engine, database_url
 from jobs.db.installation import installation_id_async
 from jobs.errors import describe
+from jobs.feedback.breaker import RunChecks
 from jobs.feedback.config import thresholds
 from jobs.mail import ledger
 from jobs.mail.config import MailConfig
@@ -33,6 +34,7 @@ from jobs.worker.timeout import deadline_passed, timeout_for
 logger = logging.getLogger(__name__)
 
 RETRY_BASE_DELAY = 10.0  # seconds before the first retry; doubles each time
+_breaker_checks: dict[str, RunChecks] = {}  # per database: this process's checks of its runs
 
 
 def backoff(settings: Settings) -> Backoff:
@@ -103,6 +105,7 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
             interrupted=lambda: _interrupted(context, settings),
             batch_size=batch_size(mail.rate_limit),
             breaker=thresholds(settings) if bulk else None,
+            breaker_checks=_breaker_checks.setdefault(url, RunChecks()),
             domains=DomainLimits(async_engine(url), mail.domain_limits),
             journal=get_journal(url),
         )
