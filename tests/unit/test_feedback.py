@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from jobs.errors import ConfigError
 from jobs.feedback import reports
-from jobs.feedback.breaker import Thresholds, verdict
+from jobs.feedback.breaker import RunChecks, Thresholds, verdict
 from jobs.feedback.verp import ledger_ref, return_path, verp_key
 from jobs.settings import load_settings
 
@@ -69,3 +69,13 @@ def test_domain_limits_and_bounce_domain_are_validated() -> None:
     with pytest.raises(ConfigError, match="WEBHOOK_SECRET") as error:
         load_settings(WEBHOOK_SECRET=["not", "a", "string"])
     assert "not" not in str(error.value).partition(":")[2]  # a secret is never echoed
+
+
+def test_delivery_checks_each_run_at_most_once_per_interval() -> None:
+    checks = RunChecks(interval=3600.0)
+    assert checks.due([7, 8, 7]) == [7, 8]
+    assert checks.due([7, 8, 9]) == [9]  # 7 and 8 were just counted: not again this hour
+    assert checks.due([]) == []
+    always = RunChecks(interval=0.0)
+    assert always.due([7]) == [7]
+    assert always.due([7]) == [7]
