@@ -88,6 +88,7 @@ class Report:
     suppressed: int = 0
     after: int = 0  # the last id handled: the next batch starts above it
     own_done: bool = False  # no row of the job's own is left
+    own_locked: int = 0  # rows of its own this job locked (each was due)
     sweeps: int = 0  # batches of taken messages only
     done: bool = False
     runs: set[int] = field(default_factory=set)  # the promotion runs of the rows seen
@@ -232,6 +233,7 @@ async def deliver_batch(
         room = run.batch_size - len(rows)
         own = await ledger.lock_batch(session, ids, after=report.after, limit=room)
         report.own_done = len(own) < room
+        report.own_locked += len(own)
         if own:
             report.after = own[-1].id
         rows += own

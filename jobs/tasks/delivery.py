@@ -118,7 +118,8 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
                 async with session.begin():
                     await deliver_batch(session, message_ids, report, run)
                     if report.done and report.finish() is None:
-                        await _defer_not_yet_due(session, message_ids, context.job.priority)
+                        if report.own_locked < len(set(message_ids)):  # some were not due?
+                            await _defer_not_yet_due(session, message_ids, context.job.priority)
                         # The summary commits with the last batch's ledger updates.
                         await store_result_async(
                             session,
