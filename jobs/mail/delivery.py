@@ -8,9 +8,9 @@ outside that transaction: a row the server accepted before is recorded
 ``sent`` when a batch locks it again (after a crash or a lost connection),
 never sent twice.
 
-Every batch first takes waiting transactional messages together with their
-jobs (`jobs.mail.ledger.take_transactional`): half a batch while the job has
-rows of its own left, a whole one after. So a welcome email waits for at most
+Every batch first takes waiting one-email transactional jobs, in the statement
+that locks the batch (`jobs.mail.ledger.lock_batch`): half a batch while the job
+has rows of its own left, a whole one after. So a welcome email waits for at most
 one batch of any running delivery, and a burst of one-email jobs is sent in
 batches by the jobs that run, whose transaction also finishes the jobs taken;
 workers never fetch those. A job goes on taking full batches (up to
@@ -86,7 +86,8 @@ class Report:
     sent: int = 0
     failed: int = 0
     suppressed: int = 0
-    after: int = 0  # the last id handled: the next batch starts above it
+    todo: list[int] | None = None  # the job's own ids, sorted (set by the first batch)
+    next: int = 0  # the index in ``todo`` where the next batch starts
     own_done: bool = False  # no row of the job's own is left
     own_locked: int = 0  # rows of its own this job locked (each was due)
     sweeps: int = 0  # batches of taken messages only
@@ -225,18 +226,17 @@ async def deliver_batch(
     a retry takes the deferred messages (see `Report.finish`).
     """
     greedy = run.batch_size if report.own_done else run.batch_size // 2
-    taken = await ledger.take_transactional(session, greedy)
-    rows = await ledger.lock_batch(session, list(taken), after=0, limit=len(taken)) if taken else []
+    if report.todo is None:
+        report.todo = sorted(set(ids))
+    window = [] if report.own_done else report.todo[report.next : report.next + run.batch_size]
+    rows = await ledger.lock_batch(session, window, take=greedy)
+    taken = {row.id: row.taken_job for row in rows if row.taken_job is not None}
     if report.own_done:
         report.sweeps += 1
     else:
-        room = run.batch_size - len(rows)
-        own = await ledger.lock_batch(session, ids, after=report.after, limit=room)
-        report.own_done = len(own) < room
-        report.own_locked += len(own)
-        if own:
-            report.after = own[-1].id
-        rows += own
+        report.next += len(window)
+        report.own_done = report.next >= len(report.todo)
+        report.own_locked += sum(row.taken_job is None for row in rows)
     report.done = report.own_done and (len(taken) < greedy or report.sweeps >= SWEEP_BATCHES)
     before = {row.id: row.accepted for row in rows if row.accepted is not None}
     if run.journal is not None:  # acceptances this process has not written yet

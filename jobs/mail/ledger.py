@@ -28,6 +28,7 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     ColumnElement,
+    Integer,
     Text,
     Update,
     and_,
@@ -35,8 +36,10 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    column,
     func,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -89,6 +92,7 @@ class Pending:
     suppress: str | None  # why not to send it (user inactive, unsubscribed, suppressed address)
     promotion_run_id: int | None = None
     _: KW_ONLY
+    taken_job: int | None = None  # the waiting job it was taken from, if any
     accepted: Accepted | None = None  # the server took it before: record it, never resend
 
 
@@ -117,7 +121,15 @@ def _ids(name: str = "ids") -> Any:
     return any_(bindparam(name, type_=ARRAY(BigInteger)))
 
 
-# Built once: only the parameters change from batch to batch.
+# Waiting one-email transactional jobs, locked (`queue_sql.TAKE_TRANSACTIONAL_JOBS`);
+# a job carrying several messages stays locked, untouched, until the commit.
+_TAKEN = queue_sql.TAKE_TRANSACTIONAL_JOBS.columns(
+    column("message_id", BigInteger), column("job_id", BigInteger), column("n", Integer)
+).cte("taken")
+_TAKEN_ONE = literal_column("ARRAY(SELECT message_id FROM taken WHERE n = 1)", ARRAY(BigInteger))
+
+# Built once: only the parameters change from batch to batch. One statement takes the
+# waiting jobs and locks their messages and the job's own next rows, taken ones first.
 _LOCK = (
     select(
         EmailMessage.id,
@@ -150,6 +162,7 @@ _LOCK = (
             ),
         ),
         EmailMessage.promotion_run_id,
+        _TAKEN.c.job_id,
         AcceptedEmail.message_id,
         AcceptedEmail.subject,
         AcceptedEmail.sent_at,
@@ -159,68 +172,54 @@ _LOCK = (
     # (their rows stay pending until the run is resumed or cancelled).
     .outerjoin(Suppression, Suppression.address == func.lower(EmailMessage.to_address))
     .outerjoin(PromotionRun, PromotionRun.id == EmailMessage.promotion_run_id)
+    .outerjoin(_TAKEN, and_(_TAKEN.c.message_id == EmailMessage.id, _TAKEN.c.n == 1))
     # The journal (`jobs.mail.journal`): an acceptance a lost transaction did not record.
     .outerjoin(AcceptedEmail, AcceptedEmail.id == EmailMessage.id)
-    # Only the ids: a range condition (id > last) would let the planner walk a status
-    # index over every pending row of the table instead of the job's own.
+    # Only ids, in one short array, and no LIMIT: a range (id > last), an OR or a sort
+    # before a LIMIT would make the planner visit every pending row of the job.
     .where(
-        EmailMessage.id == _ids(),
+        EmailMessage.id
+        == any_(func.array_cat(_TAKEN_ONE, bindparam("ids", type_=ARRAY(BigInteger)))),
         EmailMessage.status == EmailStatus.PENDING,
         PromotionRun.paused_at.is_(None),
         or_(EmailMessage.not_before.is_(None), EmailMessage.not_before <= func.now()),
     )
-    .order_by(EmailMessage.id)
-    .limit(bindparam("limit"))
+    .order_by(_TAKEN.c.job_id.is_(None), EmailMessage.id)  # taken messages are sent first
     .with_for_update(skip_locked=True, of=EmailMessage)
 )
 
 
-async def lock_batch(
-    session: AsyncSession, ids: Sequence[int], *, after: int, limit: int
-) -> list[Pending]:
-    """The next ``limit`` pending rows among ``ids`` with id > ``after``, locked.
+async def lock_batch(session: AsyncSession, ids: Sequence[int], *, take: int = 0) -> list[Pending]:
+    """The pending rows among ``ids`` and the messages of up to ``take`` waiting
+    one-email transactional jobs (oldest first), locked with their jobs
+    (``taken_job`` set).
 
     Rows another job holds are skipped (that job sends them), so two jobs never
     send the same row; a row already ``sent`` is never returned, nor one whose
     ``not_before`` (``send_at=``) has not come yet. A row whose
     user is inactive (or, for a promotion, unsubscribed) comes back with
     ``suppress`` set; one the journal says the server accepted, with ``accepted``.
+    The caller sends taken messages with its own and, in the same transaction,
+    finishes the jobs of those it handled (`finish_taken`); the others go back to
+    their own jobs at commit. Jobs that run already, or wait for a retry, keep
+    their messages.
     """
-    remaining = [i for i in ids if i > after]
-    if not remaining or limit <= 0:
+    if not ids and take <= 0:
         return []
-    result = await session.execute(_LOCK, {"ids": remaining, "limit": limit})
+    params = {
+        "ids": list(ids),
+        "priority": TRANSACTIONAL_PRIORITY,
+        "queue": EMAIL_QUEUE,
+        "task": DELIVER_TASK,
+        "limit": max(take, 0),
+    }
     found = []
-    for *columns, message_id, subject, sent_at in result:
+    for *columns, taken_job, message_id, subject, sent_at in await session.execute(_LOCK, params):
         accepted = (
             None if message_id is None else Accepted(columns[0], message_id, subject, sent_at)
         )
-        found.append(Pending(*columns, accepted=accepted))
+        found.append(Pending(*columns, taken_job=taken_job, accepted=accepted))
     return found
-
-
-async def take_transactional(session: AsyncSession, limit: int) -> dict[int, int]:
-    """Lock up to ``limit`` pending transactional messages (oldest first) together with
-    their own delivery jobs, which are still waiting; ``{message id: job id}``.
-
-    The caller sends them with its own batch and, in the same transaction,
-    finishes the jobs of those it handled (`finish_taken`); the others go back
-    to their own jobs at commit. Jobs that run already, or wait for a retry,
-    keep their messages.
-    """
-    if limit <= 0:
-        return {}
-    result = await session.execute(
-        queue_sql.TAKE_TRANSACTIONAL_JOBS,
-        {
-            "priority": TRANSACTIONAL_PRIORITY,
-            "queue": EMAIL_QUEUE,
-            "task": DELIVER_TASK,
-            "limit": limit,
-        },
-    )
-    # A job carrying several messages stays locked, untouched, until the commit.
-    return {int(message_id): int(job_id) for message_id, job_id, n in result.all() if n == 1}
 
 
 async def finish_taken(session: AsyncSession, job_ids: Sequence[int]) -> None:
