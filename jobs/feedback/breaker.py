@@ -20,9 +20,8 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.errors import JobsError
@@ -66,7 +65,7 @@ _RUNS_OF_MESSAGES = text(
 _RUNS = text(
     _COUNTS
     + """
-     WHERE r.id = ANY(CAST(:run_ids AS bigint[]))
+     WHERE r.id = ANY(CAST(:ids AS bigint[]))
        AND r.paused_at IS NULL AND r.cancelled_at IS NULL
      GROUP BY r.id
     """
@@ -124,10 +123,7 @@ async def check_runs(
     session: AsyncSession, run_ids: Sequence[int], thresholds: Thresholds
 ) -> list[Paused]:
     """Check the running promotion runs ``run_ids``; pause those over a limit."""
-    if not run_ids:
-        return []
-    rows = (await session.execute(_RUNS, {"run_ids": list(run_ids)})).all()
-    return await _judge(session, rows, thresholds)
+    return await _check(session, _RUNS, run_ids, thresholds)
 
 
 async def check_messages(
@@ -135,15 +131,16 @@ async def check_messages(
 ) -> list[Paused]:
     """Check the running promotion runs the ledger rows ``ledger_ids`` belong to;
     pause those over a limit. One query, plus one UPDATE per run it pauses."""
-    if not ledger_ids:
-        return []
-    rows = (await session.execute(_RUNS_OF_MESSAGES, {"ids": list(ledger_ids)})).all()
-    return await _judge(session, rows, thresholds)
+    return await _check(session, _RUNS_OF_MESSAGES, ledger_ids, thresholds)
 
 
-async def _judge(
-    session: AsyncSession, rows: Sequence[Any], thresholds: Thresholds
+async def _check(
+    session: AsyncSession, counts: TextClause, ids: Sequence[int], thresholds: Thresholds
 ) -> list[Paused]:
+    """Judge the runs ``counts`` (one of the queries above, on ``:ids``) returns."""
+    if not ids:
+        return []
+    rows = (await session.execute(counts, {"ids": list(ids)})).all()
     paused: list[Paused] = []
     for run_id, sample, bounces, complaints, base_sample, base_bounces, base_complaints in rows:
         reason = verdict(
