@@ -67,6 +67,23 @@ SELECT procrastinate_defer_jobs_v1(array_agg(
 """
 
 
+def seeded(server: str, jobs: int, backlog: int) -> str:
+    """Create `NAME` anew on ``server``, migrate it, and fill it with ``jobs`` finished
+    jobs and ``backlog`` waiting ones; its URL."""
+    url = with_database(server, NAME)
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {NAME}")
+    migrate(url)
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SEED.replace("%(jobs)s", str(int(jobs))))
+        conn.execute(BACKLOG, {"backlog": backlog})
+        conn.execute("VACUUM ANALYZE")
+    print(f"seeded {jobs} finished jobs + {backlog} todo in {time.perf_counter() - started:.0f} s")
+    return url
+
+
 def _timed(label: str, run: Callable[[], object]) -> None:
     started = time.perf_counter()
     run()
@@ -90,20 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     server = load_settings(DATABASE_URL=os.environ["DATABASE_URL"]).database_url
     assert server is not None
-    url = with_database(server, NAME)
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {NAME} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {NAME}")
-    migrate(url)
-    started = time.perf_counter()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SEED.replace("%(jobs)s", str(int(args.jobs))))
-        conn.execute(BACKLOG, {"backlog": args.backlog})
-        conn.execute("VACUUM ANALYZE")
-    print(
-        f"seeded {args.jobs} finished jobs + {args.backlog} todo in "
-        f"{time.perf_counter() - started:.0f} s"
-    )
+    url = seeded(server, args.jobs, args.backlog)
 
     sessions = session_factory(url)
     with sessions() as s:

@@ -21,9 +21,8 @@ import time
 import httpx
 import psycopg
 
-from bench.status_queries import BACKLOG, NAME, SEED
+from bench.status_queries import NAME, seeded
 from jobs.db import dispose_engines, with_database
-from jobs.db.migrations import migrate
 from jobs.settings import load_settings
 from jobs.web import create_app
 
@@ -87,21 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     server = load_settings(DATABASE_URL=os.environ["DATABASE_URL"]).database_url
     assert server is not None
-    url = with_database(server, NAME)
-    if not args.reuse:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {NAME} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {NAME}")
-        migrate(url)
-        started = time.perf_counter()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(SEED.replace("%(jobs)s", str(int(args.jobs))))
-            conn.execute(BACKLOG, {"backlog": args.backlog})
-            conn.execute("VACUUM ANALYZE")
-        print(
-            f"seeded {args.jobs} finished jobs + {args.backlog} todo in "
-            f"{time.perf_counter() - started:.0f} s"
-        )
+    url = with_database(server, NAME) if args.reuse else seeded(server, args.jobs, args.backlog)
     asyncio.run(_measure(url, args.jobs))
     if not args.keep:
         with psycopg.connect(server, autocommit=True) as conn:
