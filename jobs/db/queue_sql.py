@@ -202,14 +202,17 @@ DEFER_NEW_MESSAGE = """
 # never taken. Only the job is locked here (a row lock skipped half-way through a join
 # would stay held): the taker then locks the messages themselves. `n` is how many
 # messages the job carries: the caller takes one-message jobs only (a filter on it
-# here would make the planner expect a handful of rows, sort them all and skip
-# procrastinate_jobs_priority_idx_v1, which this walks in order and stops early).
+# here would make the planner expect a handful of rows and sort them all).
+# The queue, task, lock and priority are written out, not bound: they match the
+# predicate of jobs_procrastinate_jobs_take_idx (migration 0013), so the planner walks
+# that index in order and stops at :limit whatever its statistics say about the backlog
+# (EMAIL_QUEUE, DELIVER_TASK and TRANSACTIONAL_PRIORITY of jobs.tasks; a test pins them).
 TAKE_TRANSACTIONAL_JOBS = text("""
 SELECT m.id AS message_id, j.id AS job_id, jsonb_array_length(j.args -> 'message_ids') AS n
   FROM procrastinate_jobs j
   JOIN email_messages m ON m.id = CAST(j.args -> 'message_ids' ->> 0 AS bigint)
- WHERE j.status = 'todo' AND j.priority >= :priority
-   AND j.queue_name = :queue AND j.task_name = :task AND j.lock IS NULL
+ WHERE j.status = 'todo' AND j.queue_name = 'email' AND j.task_name = 'email.deliver'
+   AND j.lock IS NULL AND j.priority >= 10
    AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())
    AND m.status = 'pending' AND m.attempts = 0
  ORDER BY j.priority DESC, j.id

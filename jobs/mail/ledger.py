@@ -59,7 +59,7 @@ from jobs.models import (
     SuppressionReason,
     User,
 )
-from jobs.tasks import DELIVER_TASK, EMAIL_QUEUE, TRANSACTIONAL_PRIORITY
+from jobs.tasks import DELIVER_TASK
 
 # Reasons written to ``last_error`` (for humans; `FailureKind` is what code reads).
 CANCELLED = "cancelled: job {job_id} was cancelled by an operator"
@@ -206,13 +206,7 @@ async def lock_batch(session: AsyncSession, ids: Sequence[int], *, take: int = 0
     """
     if not ids and take <= 0:
         return []
-    params = {
-        "ids": list(ids),
-        "priority": TRANSACTIONAL_PRIORITY,
-        "queue": EMAIL_QUEUE,
-        "task": DELIVER_TASK,
-        "limit": max(take, 0),
-    }
+    params = {"ids": list(ids), "limit": max(take, 0)}
     found = []
     for *columns, taken_job, message_id, subject, sent_at in await session.execute(_LOCK, params):
         accepted = (

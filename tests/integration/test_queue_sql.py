@@ -166,7 +166,6 @@ def test_job_event_type_labels(database_url: str) -> None:
     assert set(OUTCOME_NAMES) <= labels
 
 
-TAKE = {"priority": TRANSACTIONAL_PRIORITY, "queue": EMAIL_QUEUE, "task": DELIVER_TASK}
 
 # Harmless parameters for planning each named query.
 PLAN_PARAMS: dict[str, dict[str, Any]] = {
@@ -189,7 +188,7 @@ PLAN_PARAMS: dict[str, dict[str, Any]] = {
     },
     "READ_RESULT": {"job_id": 1},
     "DEFER_NEW_MESSAGE": {"message_id": 1, **job_params()},
-    "TAKE_TRANSACTIONAL_JOBS": {**TAKE, "limit": 10},
+    "TAKE_TRANSACTIONAL_JOBS": {"limit": 10},
     "START_TAKEN_JOBS": {"job_ids": [1]},
     "FINISH_TAKEN_JOBS": {"job_ids": [1]},
     "JOBS_PAGE": {
@@ -346,7 +345,7 @@ def test_taking_a_waiting_transactional_job(database_url: str) -> None:
         defer = text(f"{DEFER} SELECT ids FROM job")
         params = {**PLAN_PARAMS["DEFER_NEW_MESSAGE"], "message_id": message_id}
         [job_id] = session.execute(defer, params).scalar_one()
-        taken = session.execute(queue_sql.TAKE_TRANSACTIONAL_JOBS, {**TAKE, "limit": 10}).all()
+        taken = session.execute(queue_sql.TAKE_TRANSACTIONAL_JOBS, {"limit": 10}).all()
         assert [tuple(row) for row in taken] == [(message_id, job_id, 1)]
         session.execute(queue_sql.START_TAKEN_JOBS, {"job_ids": [job_id]})
         session.execute(queue_sql.FINISH_TAKEN_JOBS, {"job_ids": [job_id]})
@@ -357,7 +356,51 @@ def test_taking_a_waiting_transactional_job(database_url: str) -> None:
             {"id": job_id},
         ).all()
         assert events == ["deferred", "started", "succeeded"]
-        assert session.execute(queue_sql.TAKE_TRANSACTIONAL_JOBS, {**TAKE, "limit": 10}).all() == []
+        assert session.execute(queue_sql.TAKE_TRANSACTIONAL_JOBS, {"limit": 10}).all() == []
+
+
+def test_a_take_reads_one_batch_of_a_backlog_the_statistics_never_saw(database_url: str) -> None:
+    """A burst of waiting jobs, analyzed while the queue was empty: taking 50 of them
+    reads about 50 jobs, not the whole backlog sorted (the take index, migration 0013)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ANALYZE procrastinate_jobs")
+        conn.execute("ANALYZE email_messages")
+    with psycopg.connect(database_url) as conn:  # uncommitted: no autoanalyze sees it
+        conn.execute(
+            "INSERT INTO email_messages (idempotency_key, kind, to_address, template)"
+            " SELECT 'k' || g, 'welcome', 'u' || g || '@example.com', 'welcome'"
+            " FROM generate_series(1, 10000) g"
+        )
+        conn.execute(
+            "SELECT procrastinate_defer_jobs_v1(array_agg(ROW(%s, %s, %s, NULL, NULL,"
+            " jsonb_build_object('message_ids', jsonb_build_array(id)), NULL"
+            ")::procrastinate_job_to_defer_v1)) FROM email_messages",
+            (EMAIL_QUEUE, DELIVER_TASK, TRANSACTIONAL_PRIORITY),
+        )
+        take = queue_sql.TAKE_TRANSACTIONAL_JOBS.text.replace(":limit", "50")
+        [[plan]] = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {take}").fetchone() or [[]]
+        conn.rollback()
+
+    def jobs_read(node: dict[str, Any]) -> int:
+        own = node["Actual Rows"] if node.get("Relation Name") == "procrastinate_jobs" else 0
+        return own + sum(jobs_read(child) for child in node.get("Plans", []))
+
+    assert jobs_read(plan["Plan"]) <= 60
+
+
+def test_the_take_names_the_predicate_of_its_index() -> None:
+    """The take's written-out queue, task, lock and priority are jobs.tasks' own, and
+    those of the take index's predicate (migration 0013)."""
+    take = queue_sql.TAKE_TRANSACTIONAL_JOBS.text
+    for condition in (f"queue_name = '{EMAIL_QUEUE}'", f"task_name = '{DELIVER_TASK}'"):
+        assert f"j.{condition}" in take
+    assert f"j.priority >= {TRANSACTIONAL_PRIORITY}\n" in take
+    migration = Path(__file__).parents[2] / "migrations" / "versions" / "0013_take_index.py"
+    predicate = (
+        f"WHERE status = 'todo' AND queue_name = '{EMAIL_QUEUE}'\"\n"
+        f"            \" AND task_name = '{DELIVER_TASK}' AND lock IS NULL"
+    )
+    assert predicate in migration.read_text()
 
 
 def test_the_message_ids_index_is_for_the_delivery_task() -> None:
