@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.db.embedded import embedded_url
+from jobs.db.liveness import ping_after_idle
 from jobs.errors import DatabaseUnreachable
 from jobs.settings import Settings
 
@@ -90,11 +91,12 @@ def engine(url: str) -> Engine:
 
 
 def async_engine(url: str) -> AsyncEngine:
-    """The process's async engine for ``url`` (created once)."""
+    """The process's async engine for ``url`` (created once): the worker's, whose
+    connections are pinged only after they sat idle (`jobs.db.liveness`)."""
     if url not in _async_engines:
-        _async_engines[url] = create_async_engine(
-            sqlalchemy_url(url), pool_pre_ping=True, connect_args=_CONNECT_ARGS
-        )
+        created = create_async_engine(sqlalchemy_url(url), connect_args=_CONNECT_ARGS)
+        ping_after_idle(created)
+        _async_engines[url] = created
     return _async_engines[url]
 
 
