@@ -166,7 +166,6 @@ def test_job_event_type_labels(database_url: str) -> None:
     assert set(OUTCOME_NAMES) <= labels
 
 
-
 # Harmless parameters for planning each named query.
 PLAN_PARAMS: dict[str, dict[str, Any]] = {
     "GAUGES": {"stalled_after": 60.0},
