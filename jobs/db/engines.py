@@ -91,8 +91,8 @@ def engine(url: str) -> Engine:
 
 
 def async_engine(url: str) -> AsyncEngine:
-    """The process's async engine for ``url`` (created once): the worker's, whose
-    connections are pinged only after they sat idle (`jobs.db.liveness`)."""
+    """The process's async engine for ``url`` (created once; the worker's, the web
+    app's): its connections are pinged only after they sat idle (`jobs.db.liveness`)."""
     if url not in _async_engines:
         created = create_async_engine(sqlalchemy_url(url), connect_args=_CONNECT_ARGS)
         ping_after_idle(created)

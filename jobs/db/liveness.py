@@ -2,13 +2,13 @@
 
 SQLAlchemy's ``pool_pre_ping`` and psycopg_pool's ``check`` (which procrastinate
 turns on) both spend a round trip on every checkout. A worker checks out a
-connection several times per job: at one email per job that was a third of the
-job's round trips. Neither library offers "only after the connection sat idle",
-so this module does it: a connection handed out less than `CHECK_AFTER_IDLE`
-seconds ago worked then and goes out unchecked; an older one (or a new one) is
-pinged first, and a dead one is replaced as before. A server that dies within that
-window fails the statement instead, which the worker's outage handling and the
-task's retry already cover (`jobs.worker.outage`).
+connection three times per job (fetch, delivery, finish): at one email per job,
+three of its fifteen round trips. Neither library offers "only after the
+connection sat idle", so this module does it: a connection handed out less than
+`CHECK_AFTER_IDLE` seconds ago worked then and goes out unchecked; an older one
+(or a new one) is pinged first, and a dead one is replaced as before. A server
+that dies within that window fails the statement instead, which the worker's
+outage handling and the task's retry already cover (`jobs.worker.outage`).
 """
 
 from __future__ import annotations
