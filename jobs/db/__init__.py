@@ -1,6 +1,7 @@
 """PostgreSQL: where the connection URL comes from (``DATABASE_URL`` or the embedded
-server), the process's engines and sessions, the Alembic migrations runner, and the
-database's installation id (`installation`, mixed into Message-IDs).
+server), the process's engines and sessions, when pooled connections are checked
+(`liveness`), the Alembic migrations runner, and the database's installation id
+(`installation`, mixed into Message-IDs).
 
 ``jobs.db.session_factory(url)`` gives a plain SQLAlchemy ``sessionmaker`` bound to a
 psycopg 3 engine; the enqueue API works on it, or on any session of the caller's own.
