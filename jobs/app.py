@@ -33,6 +33,7 @@ from jobs.settings import Settings, get_settings
 from jobs.tasks import PROMOTION_TASK, QUEUES
 from jobs.worker.outage import OutageWorker, wait_for_database
 from jobs.worker.timeout import timeout_middleware
+from jobs.worker.warmup import warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -132,11 +133,15 @@ class JobsApp(App):
         self.perform_import_paths()
         settings = get_settings()
         url = await asyncio.to_thread(usable_url, settings)
+        warm = False
         while True:
             lost: BaseException | None
             try:
                 # At every (re)start: a database restored or failed over may be behind.
                 await asyncio.to_thread(check_schema, url)
+                if not warm:
+                    await warm_up(settings, url)
+                    warm = True
                 await run_once()
                 lost = self._last_worker.lost if self._last_worker else None
             except (ConnectorException, DatabaseUnreachable) as exc:

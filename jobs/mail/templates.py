@@ -63,6 +63,21 @@ def ensure_template(name: str, directories: Sequence[Path]) -> None:
 _found: set[tuple[str, tuple[Path, ...]]] = set()
 
 
+def compile_all(directories: Sequence[Path]) -> int:
+    """Compile every template found in ``directories`` now (a worker's start), rather
+    than on the first email that uses each; a broken one is left for that email to
+    report. Returns how many compiled."""
+    env = _environment(tuple(directories))
+    compiled = 0
+    for name in env.list_templates(extensions=("html", "txt")):
+        try:
+            env.get_template(name)
+        except jinja2.TemplateError:
+            continue
+        compiled += 1
+    return compiled
+
+
 def render(name: str, context: Mapping[str, Any], directories: Sequence[Path]) -> Rendered:
     """Render both parts; any jinja error becomes a `TemplateError` naming the template."""
     ensure_template(name, directories)
