@@ -49,6 +49,7 @@ from jobs.mail.ratelimit import DomainLimits, RateLimiter
 from jobs.mail.templates import render
 from jobs.models import EmailStatus, FailureKind
 from jobs.ops import metrics
+from jobs.tasks import DELIVER_TASK
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +285,9 @@ async def deliver_batch(
         await run.journal.written(sent, JOURNAL_PATIENCE)
     await ledger.record(session, outcomes.values())
     handled = [outcome.id for outcome in outcomes.values() if outcome.status != EmailStatus.PENDING]
-    await ledger.finish_taken(session, [taken[i] for i in handled if i in taken])
+    finished = [taken[i] for i in handled if i in taken]
+    await ledger.finish_taken(session, finished)
+    metrics.JOBS_FINISHED.labels(DELIVER_TASK, "succeeded").inc(len(finished))  # ran here too
     rejected = [o for o in outcomes.values() if o.failure == FailureKind.REJECTED]
     if rejected:  # "no such mailbox" is a hard bounce, whoever says it
         addresses = {row.id: row.to_address for row in rows}
