@@ -89,13 +89,17 @@ class Report:
     suppressed: int = 0
     todo: list[int] | None = None  # the job's own ids, sorted (set by the first batch)
     next: int = 0  # the index in ``todo`` where the next batch starts
-    own_done: bool = False  # no row of the job's own is left
     own_locked: int = 0  # rows of its own this job locked (each was due)
     sweeps: int = 0  # batches of taken messages only
     done: bool = False
     runs: set[int] = field(default_factory=set)  # the promotion runs of the rows seen
     error: BaseException | None = field(default=None, repr=False)
     deferred: BaseException | None = field(default=None, repr=False)
+
+    @property
+    def own_done(self) -> bool:
+        """No row of the job's own is left to lock."""
+        return self.todo is not None and self.next >= len(self.todo)
 
     def finish(self) -> BaseException | None:
         """What the task raises once every batch is committed: the trouble that
@@ -236,7 +240,6 @@ async def deliver_batch(
         report.sweeps += 1
     else:
         report.next += len(window)
-        report.own_done = report.next >= len(report.todo)
         report.own_locked += sum(row.taken_job is None for row in rows)
     report.done = report.own_done and (len(taken) < greedy or report.sweeps >= SWEEP_BATCHES)
     before = {row.id: row.accepted for row in rows if row.accepted is not None}
