@@ -13,7 +13,6 @@ import time
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
-import aiosmtplib
 import psycopg
 
 from bench import fanout
@@ -82,13 +81,16 @@ def _ceiling_process(
     mail = MailConfig.from_settings(load_settings(MAIL_SERVER=host, MAIL_PORT=port))
 
     async def send_all() -> None:
+        from jobs.mail import smtp
         from jobs.mail.message import build_wire, message_id_for
         from jobs.mail.templates import render
 
         queue = list(rows)
 
         async def connection() -> None:
-            async with aiosmtplib.SMTP(hostname=host, port=port, start_tls=False) as client:
+            client = smtp.client(mail.smtp)
+            await client.connect()
+            try:
                 while queue:
                     key, to, template, context, subject, headers = queue.pop()
                     rendered = render(
@@ -104,7 +106,9 @@ def _ceiling_process(
                         message_id=message_id_for(key, mail.sender, "bench"),
                         headers=headers,
                     )
-                    await client.sendmail(outgoing.sender, [outgoing.recipient], outgoing.data)
+                    await smtp.send(client, outgoing)
+            finally:
+                await client.quit()
 
         await asyncio.gather(*(connection() for _ in range(connections)))
 
@@ -113,7 +117,8 @@ def _ceiling_process(
 
 
 def ceiling_rate(url: str, sink: Sink, *, users: int, processes: int, connections: int) -> float:
-    """The same messages from a bare aiosmtplib loop: ``processes`` x ``connections``."""
+    """The same messages from a bare loop of the same SMTP client, ``processes`` x
+    ``connections``."""
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(processes + 1)
     children = [

@@ -12,7 +12,6 @@ PACKAGES = (
     "procrastinate",
     "psycopg",
     "sqlalchemy",
-    "aiosmtplib",
     "jinja2",
     "celery",
     "kombu",

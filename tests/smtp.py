@@ -30,8 +30,8 @@ class FaultyHandler(SinkHandler):
     many sessions said QUIT, and can drop every open connection (``drop_all``).
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, pipelining: bool = True) -> None:
+        super().__init__(pipelining=pipelining)
         self.refuse: dict[str, str] = {}
         self.data_replies: deque[str] = deque()
         self.drop_after: int | None = None

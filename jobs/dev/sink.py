@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -21,10 +22,15 @@ logger = logging.getLogger(__name__)
 
 
 class SinkHandler:
-    """aiosmtpd handler: store each message; subclass to inject faults."""
+    """aiosmtpd handler: store each message; subclass to inject faults.
 
-    def __init__(self, outbox: Path | None = None) -> None:
+    It offers PIPELINING (RFC 2920) as Postfix, Gmail or SES do: aiosmtpd reads
+    commands in order and answers each, which is all a pipelining client needs.
+    """
+
+    def __init__(self, outbox: Path | None = None, *, pipelining: bool = True) -> None:
         self.outbox = outbox
+        self.pipelining = pipelining
         self.messages: list[bytes] = []
         self.connections = 0
         self._lock = threading.Lock()
@@ -32,6 +38,19 @@ class SinkHandler:
     def connected(self) -> None:
         with self._lock:
             self.connections += 1
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # what aiosmtpd does itself when there is no hook
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.content
@@ -76,7 +95,10 @@ class Sink:
         host: str = "127.0.0.1",
         port: int | None = None,
         smtputf8: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        **server_options: Any,
     ) -> None:
+        """``ssl_context``: implicit TLS; ``server_options``: aiosmtpd's own (STARTTLS, AUTH)."""
         self.handler = handler or SinkHandler(outbox)
         self.host = host
         self.port = port or free_port(host)
@@ -84,8 +106,10 @@ class Sink:
             self.handler,
             hostname=host,
             port=self.port,
+            ssl_context=ssl_context,
             data_size_limit=50 * 2**20,
             enable_SMTPUTF8=smtputf8,  # offer SMTPUTF8 (RFC 6531) like most real servers
+            **server_options,
         )
 
     def start(self) -> Sink:

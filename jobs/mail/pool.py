@@ -13,10 +13,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import aiosmtplib
-
 from jobs.mail import smtp
 from jobs.mail.config import SmtpConfig, is_loopback
+from jobs.mail.smtp_connection import SmtpConnection
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +33,14 @@ class SmtpPool:
         self.loop = asyncio.get_running_loop()
         self.opened = 0  # connections opened over the pool's life
         self._slots = asyncio.Semaphore(max_size)
-        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []  # LIFO: warmest first
+        self._idle: list[tuple[SmtpConnection, float]] = []  # LIFO: warmest first
         self._in_use = 0
         self._closed = False
         if not (config.starttls or config.ssl_tls or is_loopback(config.host)):
             logger.warning("SMTP to %s is not encrypted (no STARTTLS, no TLS)", config.address)
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[aiosmtplib.SMTP]:
+    async def connection(self) -> AsyncIterator[SmtpConnection]:
         """A connected client for one message; it goes back to the pool afterwards.
 
         After `smtp.Rejected` the connection is healthy (the envelope was reset)
@@ -62,7 +61,7 @@ class SmtpPool:
                 self._in_use -= 1
             self._checkin(client)
 
-    async def _checkout(self) -> aiosmtplib.SMTP:
+    async def _checkout(self) -> SmtpConnection:
         if self._closed:
             raise RuntimeError("the SMTP pool is closed")
         now = self.loop.time()
@@ -88,7 +87,7 @@ class SmtpPool:
         logger.debug("SMTP connection %d to %s opened", self.opened, self.config.address)
         return client
 
-    def _checkin(self, client: aiosmtplib.SMTP) -> None:
+    def _checkin(self, client: SmtpConnection) -> None:
         if self._closed or not client.is_connected:
             client.close()
         else:
@@ -117,9 +116,10 @@ class SmtpPool:
                 client.close()
 
 
-async def _quit(client: aiosmtplib.SMTP) -> None:
+async def _quit(client: SmtpConnection) -> None:
     try:
-        await client.quit(timeout=QUIT_TIMEOUT)
+        async with asyncio.timeout(QUIT_TIMEOUT):
+            await client.quit()
     except smtp.TRANSIENT_ERRORS:
         client.close()
 

@@ -1,26 +1,21 @@
-"""Talking to the SMTP server (aiosmtplib): connect, send, classify failures.
+"""Talking to the SMTP server: connect, send, classify failures.
 
 A refusal the server means (5xx), or a message this server cannot take at all
-(an address aiosmtplib refuses, SMTPUTF8 unsupported), raises `Rejected`; a
-4xx for this one message (greylisting, a full mailbox) raises `Deferred`: the
-connection is fine, the other messages go on. Everything else — 421, timeouts,
-dropped connections — propagates as trouble with the server itself.
+(an address that cannot go on the wire, SMTPUTF8 unsupported), raises
+`Rejected`; a 4xx for this one message (greylisting, a full mailbox) raises
+`Deferred`: the connection is fine, the other messages go on. Everything else —
+421, timeouts, dropped connections — propagates as trouble with the server itself.
 """
 
 from __future__ import annotations
 
-import aiosmtplib
-
 from jobs.errors import describe
 from jobs.mail.config import SmtpConfig
 from jobs.mail.message import Outgoing
+from jobs.mail.smtp_connection import NotSupported, ReplyError, SmtpConnection, SmtpError
 
 # What a retry may heal: SMTP 4xx, timeouts, refused or dropped connections.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    aiosmtplib.SMTPException,
-    OSError,
-    TimeoutError,
-)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (SmtpError, OSError, TimeoutError)
 
 
 class Rejected(Exception):
@@ -44,62 +39,40 @@ def _for_this_message(code: int) -> bool:
     return 400 <= code < 500 and code != 421
 
 
-def client(config: SmtpConfig) -> aiosmtplib.SMTP:
+def client(config: SmtpConfig) -> SmtpConnection:
     """An unconnected client for ``config``; TLS mode and timeouts applied.
 
-    ``start_tls`` is always explicit: True insists on STARTTLS (no silent
+    ``starttls`` is always explicit: True insists on STARTTLS (no silent
     fallback to plain text), False never upgrades.
     """
-    return aiosmtplib.SMTP(
-        hostname=config.host,
-        port=config.port,
-        username=config.username or None,
-        password=config.password.get_secret_value() if config.password else None,
-        use_tls=config.ssl_tls,
-        start_tls=bool(config.starttls),
-        timeout=config.timeout,
-    )
+    return SmtpConnection(config)
 
 
-async def send(smtp: aiosmtplib.SMTP, message: Outgoing) -> str:
-    """Send one message on a connected client; the server's answer to DATA.
+async def send(connection: SmtpConnection, message: Outgoing) -> str:
+    """Send one message on a connected client; the server's answer to its content.
 
     Raises `Rejected` on a 5xx, or when the message needs SMTPUTF8 (a non-ASCII
     address, written in UTF-8 as RFC 6532 wants) and the server does not offer it.
     """
-    options = ["SMTPUTF8"] if message.smtputf8 else None
     try:
-        _, answer = await smtp.sendmail(
-            message.sender, [message.recipient], message.data, mail_options=options
+        return await connection.send(
+            message.sender, message.recipient, message.data, smtputf8=message.smtputf8
         )
-    except aiosmtplib.SMTPNotSupported as exc:
-        if message.smtputf8:
-            address = next(
-                (a for a in (message.recipient, message.sender) if not a.isascii()), "Reply-To"
-            )
-            raise Rejected(
-                f"the server does not support SMTPUTF8, which the non-ASCII address "
-                f"{address} needs (it cannot be written in ASCII)"
-            ) from exc
+    except NotSupported as exc:
+        address = next(
+            (a for a in (message.recipient, message.sender) if not a.isascii()), "Reply-To"
+        )
+        raise Rejected(
+            f"the server does not support SMTPUTF8, which the non-ASCII address "
+            f"{address} needs (it cannot be written in ASCII)"
+        ) from exc
+    except ValueError as exc:  # an address that cannot go on the wire
         raise Rejected(describe(exc)) from exc
-    except ValueError as exc:  # an address aiosmtplib will not put on the wire
-        raise Rejected(describe(exc)) from exc
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        codes = [r.code for r in exc.recipients]
-        reason = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-        if any(_slow_down(r.code, r.message) for r in exc.recipients):
-            raise SlowDown(reason) from exc
-        if all(500 <= code < 600 for code in codes):
-            raise Rejected(reason) from exc
-        if all(_for_this_message(code) or code >= 500 for code in codes):
-            raise Deferred(reason) from exc
-        raise
-    except aiosmtplib.SMTPResponseException as exc:
+    except ReplyError as exc:
         if _slow_down(exc.code, exc.message):
-            raise SlowDown(f"{exc.code} {exc.message}") from exc
+            raise SlowDown(str(exc)) from exc
         if 500 <= exc.code < 600:
-            raise Rejected(f"{exc.code} {exc.message}") from exc
+            raise Rejected(str(exc)) from exc
         if _for_this_message(exc.code):
-            raise Deferred(f"{exc.code} {exc.message}") from exc
+            raise Deferred(str(exc)) from exc
         raise
-    return answer

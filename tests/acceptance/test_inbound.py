@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-import aiosmtplib
 import psycopg
 import pytest
 
@@ -97,14 +97,10 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def _send(to: str, body: str) -> None:
-    await aiosmtplib.send(
-        body.replace("\n", "\r\n").encode(),
-        sender="mailer-daemon@mx.example.net",
-        recipients=[to],
-        hostname="127.0.0.1",
-        port=_send.port,  # type: ignore[attr-defined]  # set by the test
-    )
+def _send(port: int, to: str, body: str) -> None:
+    """What a remote MTA does: one message to ``to`` (stdlib smtplib, not our client)."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as mta:
+        mta.sendmail("mailer-daemon@mx.example.net", [to], body.replace("\n", "\r\n").encode())
 
 
 def _welcome(url: str, to: str) -> int:
@@ -146,19 +142,18 @@ def test_dsn_and_arf_over_smtp_suppress_and_mark_the_ledger_row(
     )
     try:
         wait_until(lambda: _listening(port), "jobs inbound to listen")
-        _send.port = port  # type: ignore[attr-defined]  # read by _send
         _, bounced_id = _ledger(database_url, bounced)
         _, complained_id = _ledger(database_url, complained)
         dsn = DSN.format(rcpt=verp, address="gone@example.com", message_id=bounced_id)
-        asyncio.run(_send(verp, dsn))
-        asyncio.run(_send(verp, dsn))  # a report sent twice is recorded once
+        _send(port, verp, dsn)
+        _send(port, verp, dsn)  # a report sent twice is recorded once
         arf = ARF.format(
             rcpt=f"fbl@{DOMAIN}", address="angry@example.com", message_id=complained_id
         )
-        asyncio.run(_send(f"fbl@{DOMAIN}", arf))
-        asyncio.run(_send(f"x@{DOMAIN}", "Subject: out of office\n\nback monday\n"))
-        with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
-            asyncio.run(_send("someone@example.com", dsn))  # not the bounce domain
+        _send(port, f"fbl@{DOMAIN}", arf)
+        _send(port, f"x@{DOMAIN}", "Subject: out of office\n\nback monday\n")
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            _send(port, "someone@example.com", dsn)  # not the bounce domain
         wait_until(
             lambda: count(database_url, "SELECT count(*) FROM suppressions") == 2,
             "both addresses suppressed",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiosmtplib
 import pytest
 from pydantic import SecretStr
 
@@ -15,6 +14,7 @@ from jobs.mail import smtp as smtp_client
 from jobs.mail.config import SmtpConfig
 from jobs.mail.message import Outgoing, build_wire
 from jobs.mail.pool import SmtpPool, close_pool, get_pool
+from jobs.mail.smtp_connection import SmtpError
 from tests.conftest import faults
 
 
@@ -82,7 +82,7 @@ async def test_server_trouble_discards_the_connection_a_deferral_keeps_it(smtp: 
     pool = SmtpPool(_config(smtp), max_size=1)
     with pytest.raises(smtp_client.Deferred):  # this message, later: the connection is fine
         await _send(pool, 1)
-    with pytest.raises(aiosmtplib.SMTPException):  # the server itself is in trouble
+    with pytest.raises(SmtpError):  # the server itself is in trouble
         await _send(pool, 2)
     await _send(pool, 3)
     await pool.close()
@@ -101,7 +101,7 @@ async def test_closing_the_pool_says_quit(smtp: Sink) -> None:
 
 async def test_starttls_required_never_falls_back_to_plain_text(smtp: Sink) -> None:
     pool = SmtpPool(_config(smtp, starttls=True), max_size=1)
-    with pytest.raises(aiosmtplib.SMTPException, match="STARTTLS"):
+    with pytest.raises(SmtpError, match="STARTTLS"):
         await _send(pool, 1)
     assert smtp.messages == []
 
