@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import socket
 import ssl
@@ -145,7 +146,10 @@ class SmtpConnection:
             if config.username:
                 password = config.password.get_secret_value() if config.password else ""
                 await self._login(config.username, password)
-        except BaseException:
+        except Exception:
+            await self.aclose()
+            raise
+        except BaseException:  # cancelled: no waiting
             self.close()
             raise
 
@@ -189,20 +193,34 @@ class SmtpConnection:
         return reply.message
 
     async def noop(self) -> None:
-        self._expect(await self._command(b"NOOP"), 250, "NOOP")
+        """Prove the connection alive; on any error it is closed."""
+        try:
+            self._expect(await self._command(b"NOOP"), 250, "NOOP")
+        except SmtpError:
+            self.close()
+            raise
 
     async def quit(self) -> None:
         """Say QUIT and close; the connection is closed whatever the answer."""
         try:
             await self._command(b"QUIT")
         finally:
-            self.close()
+            await self.aclose()
 
     def close(self) -> None:
+        """Close now; a TLS connection finishes closing in the background."""
         if self._writer is not None:
             self._writer.close()
         self._writer = None
         self._reader = None
+
+    async def aclose(self) -> None:
+        """Close and wait until closed (a TLS goodbye included), for up to the timeout."""
+        writer = self._writer
+        self.close()
+        if writer is not None:
+            with contextlib.suppress(OSError, TimeoutError, SmtpError):
+                await asyncio.wait_for(writer.wait_closed(), self.timeout)
 
     # The wire.
 
@@ -259,8 +277,8 @@ class SmtpConnection:
         raise SmtpError(f"reply from {self.config.address} longer than {MAX_REPLY_LINES} lines")
 
     def _expect(self, reply: Reply, code: int, command: str) -> None:
+        """Raise `ReplyError` unless ``reply`` has ``code`` (the caller closes the connection)."""
         if reply.code != code:
-            self.close()
             raise ReplyError(reply.code, reply.message, command)
 
     async def _reset(self) -> None:
