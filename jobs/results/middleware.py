@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Executable, Row, func, select, union_all, update
+from sqlalchemy import Executable, Row, Table, bindparam, func, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert
 
 from jobs.db import async_engine, database_url
@@ -30,7 +30,7 @@ from jobs.errors import describe
 from jobs.models import JobResult, ResultStatus
 from jobs.results.cache import result_cache
 from jobs.results.state import Result, State
-from jobs.results.store import result_upsert
+from jobs.results.store import UPSERT_OVER_FAILURE, result_params
 from jobs.settings import get_settings
 
 if TYPE_CHECKING:
@@ -66,33 +66,34 @@ async def record_outcome(call_next: AsyncCallNext, context: JobContext, worker: 
     return value
 
 
-async def _execute(statement: Executable) -> list[Row[Any]]:
+async def _execute(statement: Executable, params: dict[str, Any] | None = None) -> list[Row[Any]]:
     """One statement, committed on its own (autocommit: no BEGIN/COMMIT round trips)."""
     async with async_engine(database_url(get_settings())).connect() as connection:
         autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        result = await autocommit.execute(statement)
+        result = await autocommit.execute(statement, params)
         return list(result.all()) if result.returns_rows else []
+
+
+def _store_statement() -> Executable:
+    """What this wrote, or what the task stored itself, in one statement (the snapshot
+    predates the INSERT, so exactly one row comes back). Built once: see `UPSERT`."""
+    table = JobResult.__table__
+    assert isinstance(table, Table)  # a mapped class's table
+    shown = (table.c.task_name, table.c.result, table.c.finished_at)
+    written = UPSERT_OVER_FAILURE.returning(*shown).cte("written")
+    stored_before = select(*shown).where(
+        table.c.job_id == bindparam("job_id"), table.c.status == ResultStatus.SUCCEEDED
+    )
+    return union_all(select(written), stored_before)
+
+
+_STORE = _store_statement()
 
 
 async def _store(job: Job, value: Any) -> None:
     settings = get_settings()
-    written = (
-        result_upsert(
-            job.id,
-            job.task_name,
-            value,
-            max_bytes=settings.RESULT_MAX_BYTES,
-            over_failure_only=True,
-        )
-        .returning(JobResult.task_name, JobResult.result, JobResult.finished_at)
-        .cte("written")
-    )
-    stored_before = select(JobResult.task_name, JobResult.result, JobResult.finished_at).where(
-        JobResult.job_id == job.id, JobResult.status == ResultStatus.SUCCEEDED
-    )
-    # One statement: what this wrote, or what the task stored itself (the
-    # snapshot predates the INSERT, so exactly one row comes back).
-    [row] = await _execute(union_all(select(written), stored_before))
+    params = result_params(job.id, job.task_name, value, max_bytes=settings.RESULT_MAX_BYTES)
+    [row] = await _execute(_STORE, params)
     cache = result_cache(settings)
     if cache is not None:
         assert job.id is not None

@@ -19,7 +19,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, delete, func
+from sqlalchemy import Insert, Table, bindparam, delete, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -58,26 +58,48 @@ def encode_result(value: Any, *, max_bytes: int) -> str:
     return encoded
 
 
-def result_upsert(
-    job_id: int | None,
-    task_name: str,
-    value: Any,
-    *,
-    max_bytes: int,
-    over_failure_only: bool = False,
-) -> Insert:
+def _upsert(*, over_failure_only: bool) -> Insert:
     """INSERT the success row, replacing what the job recorded before (with
-    ``over_failure_only``: only a failed attempt's record, never a stored result)."""
+    ``over_failure_only``: only a failed attempt's record, never a stored result).
+
+    Built once, on the table rather than the ORM class, and run with
+    `result_params`: a per-call ORM statement cost more CPU than the delivery
+    batch it summarizes (about 600 µs against 250 µs per job, measured).
+    """
+    table = JobResult.__table__
+    assert isinstance(table, Table)  # a mapped class's table
+    statement = insert(table).values(
+        job_id=bindparam("job_id"),
+        task_name=bindparam("task_name"),
+        status=ResultStatus.SUCCEEDED,
+        result=bindparam("result", type_=table.c.result.type),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.job_id],
+        set_={
+            "task_name": statement.excluded.task_name,
+            "status": statement.excluded.status,
+            "result": statement.excluded.result,
+            "error": None,
+            "finished_at": func.now(),
+        },
+        where=(table.c.status == ResultStatus.FAILED) if over_failure_only else None,
+    )
+
+
+UPSERT = _upsert(over_failure_only=False)
+UPSERT_OVER_FAILURE = _upsert(over_failure_only=True)
+
+
+def result_params(
+    job_id: int | None, task_name: str, value: Any, *, max_bytes: int
+) -> dict[str, Any]:
+    """The parameters of `UPSERT` for ``value``; raises before anything is written
+    when it is not JSON or over ``max_bytes``."""
     if job_id is None:
         raise ValueError("a result needs the job id (context.job.id, pass_context=True)")
     encode_result(value, max_bytes=max_bytes)
-    row = {"job_id": job_id, "task_name": task_name, "status": ResultStatus.SUCCEEDED}
-    statement = insert(JobResult).values(**row, result=value)
-    return statement.on_conflict_do_update(
-        index_elements=[JobResult.job_id],
-        set_={**row, "result": statement.excluded.result, "error": None, "finished_at": func.now()},
-        where=(JobResult.status == ResultStatus.FAILED) if over_failure_only else None,
-    )
+    return {"job_id": job_id, "task_name": task_name, "result": value}
 
 
 def store_result(session: Session, *, job_id: int | None, task_name: str, result: Any) -> None:
@@ -86,7 +108,7 @@ def store_result(session: Session, *, job_id: int | None, task_name: str, result
     Raises `ResultTooLarge` / `ResultNotSerializable` before writing anything.
     """
     max_bytes = get_settings().RESULT_MAX_BYTES
-    session.execute(result_upsert(job_id, task_name, result, max_bytes=max_bytes))
+    session.execute(UPSERT, result_params(job_id, task_name, result, max_bytes=max_bytes))
 
 
 async def store_result_async(
@@ -94,7 +116,7 @@ async def store_result_async(
 ) -> None:
     """`store_result` for an `AsyncSession`."""
     max_bytes = get_settings().RESULT_MAX_BYTES
-    await session.execute(result_upsert(job_id, task_name, result, max_bytes=max_bytes))
+    await session.execute(UPSERT, result_params(job_id, task_name, result, max_bytes=max_bytes))
 
 
 def read_result(session: Session, job_id: int) -> Result:
