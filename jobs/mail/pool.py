@@ -76,6 +76,9 @@ class SmtpPool:
                 except smtp.TRANSIENT_ERRORS:
                     client.close()
                     continue
+                except BaseException:  # cancelled: it is in nobody's hands now
+                    client.close()
+                    raise
             return client
         client = smtp.client(self.config)
         try:

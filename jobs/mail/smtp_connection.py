@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 MAX_LINE = 8192  # bytes in one reply line (RFC 5321 allows 512; be lenient)
 MAX_REPLY_LINES = 100
+HOSTNAME_WAIT = 5.0  # seconds for this host's name (DNS); "localhost" after that
 
 
 class SmtpError(Exception):
@@ -68,7 +69,10 @@ async def _local_hostname() -> str:
     """This host's name for EHLO, looked up once per process (it may ask DNS)."""
     global _local_name
     if _local_name is None:
-        name = await asyncio.to_thread(socket.getfqdn)
+        try:
+            name = await asyncio.wait_for(asyncio.to_thread(socket.getfqdn), HOSTNAME_WAIT)
+        except TimeoutError:
+            name = ""
         _local_name = name if name and name.isascii() and " " not in name else "localhost"
     return _local_name
 
@@ -137,6 +141,10 @@ class SmtpConnection:
                 if "STARTTLS" not in self.extensions:
                     raise NotSupported(f"{config.address} does not offer STARTTLS (MAIL_STARTTLS)")
                 self._expect(await self._command(b"STARTTLS"), 220, "STARTTLS")
+                if self._unread():
+                    # Bytes after the 220 came in plain text: read after the handshake, they
+                    # would pass for the server's answers (a man in the middle's, CVE-2011-0411).
+                    raise SmtpError(f"{config.address} sent data after its STARTTLS reply")
                 assert self._writer is not None
                 assert context is not None
                 await asyncio.wait_for(
@@ -169,7 +177,7 @@ class SmtpConnection:
         if self.pipelining:
             self._write(mail + b"\r\n" + rcpt + b"\r\nDATA\r\n")
             replies = [await self._reply()]
-            while len(replies) < 3 and self.is_connected:  # a 421 closed it: no more replies
+            while len(replies) < 3 and replies[-1].code != 421:  # 421: the server closes
                 replies.append(await self._reply())
         else:
             replies = [await self._command(mail)]
@@ -190,6 +198,9 @@ class SmtpConnection:
         if reply.code != 250:
             await self._reset()
             raise ReplyError(reply.code, reply.message, "DATA")
+        if self._unread():  # replies nobody asked for: later ones would be mis-paired
+            logger.warning("%s sent more replies than commands; closing", self.config.address)
+            self.close()
         return reply.message
 
     async def noop(self) -> None:
@@ -223,6 +234,12 @@ class SmtpConnection:
                 await asyncio.wait_for(writer.wait_closed(), self.timeout)
 
     # The wire.
+
+    def _unread(self) -> int:
+        """Bytes received and not read yet. StreamReader has no public way to tell, so
+        this reads its buffer: a reply left there would answer the next command."""
+        buffered = getattr(self._reader, "_buffer", b"")
+        return len(buffered) if isinstance(buffered, bytes | bytearray) else 0
 
     def _write(self, data: bytes) -> None:
         if self._writer is None or self._writer.is_closing():

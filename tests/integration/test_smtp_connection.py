@@ -23,7 +23,7 @@ from jobs.dev.sink import Sink
 from jobs.mail import smtp
 from jobs.mail.config import SmtpConfig
 from jobs.mail.message import Outgoing, build_wire
-from jobs.mail.smtp_connection import ReplyError, SmtpConnection
+from jobs.mail.smtp_connection import ReplyError, SmtpConnection, SmtpError
 from tests.smtp import FaultyHandler
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -52,11 +52,14 @@ async def scripted() -> AsyncIterator[Callable[[Script], Awaitable[SmtpConfig]]]
     """Serve ``script`` on a loopback port (after the greeting and EHLO); its config."""
     servers: list[asyncio.Server] = []
 
-    async def serve(script: Script, *, pipelining: bool = True) -> SmtpConfig:
+    async def serve(
+        script: Script, *, pipelining: bool = True, starttls: bool = False
+    ) -> SmtpConfig:
         async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             writer.write(b"220 scripted ESMTP\r\n")
             assert (await reader.readline()).startswith(b"EHLO ")
             offer = b"250-PIPELINING\r\n" if pipelining else b""
+            offer += b"250-STARTTLS\r\n" if starttls else b""
             writer.write(b"250-scripted\r\n" + offer + b"250 8BITMIME\r\n")
             try:
                 await script(reader, writer)
@@ -67,7 +70,7 @@ async def scripted() -> AsyncIterator[Callable[[Script], Awaitable[SmtpConfig]]]
         server = await asyncio.start_server(session, "127.0.0.1", 0)
         servers.append(server)
         port = server.sockets[0].getsockname()[1]
-        return SmtpConfig(host="127.0.0.1", port=port, timeout=5)
+        return SmtpConfig(host="127.0.0.1", port=port, timeout=5, starttls=starttls)
 
     yield serve
     for server in servers:
@@ -162,6 +165,44 @@ async def test_a_server_that_closes_mid_envelope_is_trouble_with_the_server(
     with pytest.raises(ReplyError, match=r"421 4\.3\.2"):  # not Deferred: not about this message
         await smtp.send(connection, _message())
     assert not connection.is_connected
+
+
+async def test_replies_up_to_a_close_still_say_which_step_refused(scripted: Any) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        [await reader.readline() for _ in range(3)]
+        writer.write(b"250 ok\r\n550 5.1.1 no such user\r\n554 no valid recipients\r\n")
+        # ...and the server hangs up without a 421.
+
+    connection = await _connected(await scripted(script))
+    with pytest.raises(smtp.Rejected, match="550"):  # this message, not the server
+        await smtp.send(connection, _message("gone@example.com"))
+    connection.close()
+
+
+async def test_a_reply_nobody_asked_for_retires_the_connection(scripted: Any) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        [await reader.readline() for _ in range(3)]
+        writer.write(b"250 ok\r\n250 ok\r\n354 go ahead\r\n")
+        await _data(reader)
+        writer.write(b"250 queued\r\n250 and this one answers nothing\r\n")
+        await reader.readline()  # until the client hangs up
+
+    connection = await _connected(await scripted(script))
+    assert await smtp.send(connection, _message()) == "queued"
+    assert not connection.is_connected  # the next message would read the stray reply
+
+
+async def test_plain_text_after_the_starttls_reply_is_refused(scripted: Any) -> None:
+    """Bytes sent with the 220 to STARTTLS (by a man in the middle, say) would pass for
+    answers given over TLS: the client stops before the handshake."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert await reader.readline() == b"STARTTLS\r\n"
+        writer.write(b"220 go ahead\r\n250-forged\r\n250 AUTH PLAIN\r\n")
+        await reader.readline()  # until the client hangs up
+
+    with pytest.raises(SmtpError, match="sent data after its STARTTLS reply"):
+        await _connected(await scripted(script, starttls=True))
 
 
 async def test_refusals_without_pipelining_keep_the_connection() -> None:
