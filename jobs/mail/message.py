@@ -217,9 +217,10 @@ def _phrase(name: str, prefix: int) -> list[str]:
 
 def _named(name: str, display_name: str, bracketed: str) -> str:
     """``Name: display name <...>``; runs of spaces in ``display_name`` become one,
-    and it is stripped (readers do the same to a phrase)."""
+    and it is stripped of any whitespace, Unicode's too (readers do the same to a
+    phrase: Python's drops a trailing U+0085)."""
     prefix = len(name) + 2
-    display_name = _SPACES.sub(" ", display_name).strip(" ")
+    display_name = _SPACES.sub(" ", display_name).strip()
     if not display_name:
         return f"{name}: {bracketed}\r\n"
     return f"{name}: {_fold(prefix, [*_phrase(display_name, prefix), bracketed])}\r\n"
@@ -227,7 +228,7 @@ def _named(name: str, display_name: str, bracketed: str) -> str:
 
 def address_header(name: str, address: str, display_name: str = "") -> str:
     """The header line(s) of an address field; the address itself is never encoded."""
-    if not display_name.strip(" "):
+    if not display_name.strip():
         return f"{name}: {address}\r\n"
     return _named(name, display_name, f"<{address}>")
 
