@@ -23,6 +23,8 @@ class FaultyHandler(SinkHandler):
       instead of accepting, e.g. ``"421 4.3.0 try later"``;
     - ``drop_after``: after that many accepted messages, the next DATA
       drops the connection without an answer (once);
+    - ``mail_replies``: replies used (once each) for the next MAIL commands,
+      e.g. ``"530 5.7.0 Authentication required"``;
     - ``stall_mail``: seconds to sit on the next MAIL commands (once each)
       before answering, like a hung server.
 
@@ -34,6 +36,7 @@ class FaultyHandler(SinkHandler):
         super().__init__(pipelining=pipelining)
         self.refuse: dict[str, str] = {}
         self.data_replies: deque[str] = deque()
+        self.mail_replies: deque[str] = deque()
         self.drop_after: int | None = None
         self.stall_mail: deque[float] = deque()
         self.times: list[float] = []
@@ -50,6 +53,8 @@ class FaultyHandler(SinkHandler):
         mail_options: list[str],
     ) -> str:
         self._servers.append(server)
+        if self.mail_replies:
+            return self.mail_replies.popleft()
         if self.stall_mail:
             await asyncio.sleep(self.stall_mail.popleft())
         envelope.mail_from = address

@@ -4,7 +4,8 @@ A refusal the server means (5xx), or a message this server cannot take at all
 (an address that cannot go on the wire, SMTPUTF8 unsupported), raises
 `Rejected`; a 4xx for this one message (greylisting, a full mailbox) raises
 `Deferred`: the connection is fine, the other messages go on. Everything else —
-421, timeouts, dropped connections — propagates as trouble with the server itself.
+421, 503 and 530 (about the session), timeouts, dropped connections — propagates
+as trouble with the server itself.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ class SlowDown(Deferred):
 
 def _slow_down(code: int, message: str) -> bool:
     return code == 454 or (code in (421, 451) and message.lstrip().startswith("4.7."))
+
+
+# 5xx replies about the session, not the message: "authentication required" (a login
+# that expired, or MAIL_USERNAME missing) and "bad sequence of commands". Failing the
+# message for good would fail every queued one the same way; they are retried instead.
+_ABOUT_THE_SESSION = (503, 530)
 
 
 def _for_this_message(code: int) -> bool:
@@ -71,6 +78,8 @@ async def send(connection: SmtpConnection, message: Outgoing) -> str:
     except ReplyError as exc:
         if _slow_down(exc.code, exc.message):
             raise SlowDown(str(exc)) from exc
+        if exc.code in _ABOUT_THE_SESSION:
+            raise
         if 500 <= exc.code < 600:
             raise Rejected(str(exc)) from exc
         if _for_this_message(exc.code):

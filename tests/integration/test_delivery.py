@@ -108,6 +108,18 @@ async def test_421_twice_then_accepted_is_sent_exactly_once(database_url: str, s
     assert len(smtp.messages) == 1
 
 
+async def test_authentication_required_is_retried_not_a_refusal_of_the_message(
+    database_url: str, smtp: Sink
+) -> None:
+    faults(smtp).mail_replies.extend(["530 5.7.0 Authentication required"] * 2)
+    _chunk(database_url, 1)
+    await drain()
+    [row] = _ledger(database_url)
+    assert row.status == EmailStatus.SENT  # not failed for good on the first 530
+    assert row.attempts == 3
+    assert len(smtp.messages) == 1
+
+
 async def test_dropped_connection_mid_chunk_sends_every_message_exactly_once(
     database_url: str, smtp: Sink
 ) -> None:
