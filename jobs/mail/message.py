@@ -49,7 +49,7 @@ MAX_SUBJECT_LENGTH = 500  # characters; longer subjects are refused at enqueue
 _LONG_LINE = re.compile(rb"[^\n]{%d}" % (FOLD_AT + 1))  # body lines too: 78 (RFC 5322 §2.1.1)
 _VERBATIM = re.compile(r"[!-~]+(?: [!-~]+)*")  # printable ASCII words, single spaces
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_SPACES = re.compile(" {2,}")
+_SPACES = re.compile(r"\s{2,}")  # tab, CR and LF never get here: control characters are refused
 _LIST_ITEMS = re.compile(r"(?<=>)\s*,\s*(?=<)")
 _EW_PREFIX = "=?utf-8?b?"
 _EW_OVERHEAD = len(_EW_PREFIX) + len("?=")
@@ -216,9 +216,9 @@ def _phrase(name: str, prefix: int) -> list[str]:
 
 
 def _named(name: str, display_name: str, bracketed: str) -> str:
-    """``Name: display name <...>``; runs of spaces in ``display_name`` become one,
-    and it is stripped of any whitespace, Unicode's too (readers do the same to a
-    phrase: Python's drops a trailing U+0085)."""
+    """``Name: display name <...>``; runs of whitespace in ``display_name`` (Unicode's
+    too) become one space, and it is stripped: readers do the same to a phrase
+    (Python's reads " \\u00a0" as one space and drops a trailing U+0085)."""
     prefix = len(name) + 2
     display_name = _SPACES.sub(" ", display_name).strip()
     if not display_name:
