@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import hypothesis
 import psycopg
 import pytest
 
@@ -40,6 +41,11 @@ os.environ["PROMOTION_SCHEDULE_ENABLED"] = "false"
 # for a port (several workers at once would otherwise fight over 9464).
 os.environ["WORKER_HTTP_PORT"] = "0"
 RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+# CI draws the same hypothesis examples on every run (HYPOTHESIS_PROFILE=ci, set by
+# .ci/run), so a red build is about the change, not the draw; other runs keep exploring.
+hypothesis.settings.register_profile("ci", derandomize=True)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 TIERS = ("unit", "integration", "acceptance")
 ACCEPTANCE_TIMEOUT = 300  # seconds; the other tiers take pytest-timeout's default
