@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 MAX_LINE = 8192  # bytes in one reply line (RFC 5321 allows 512; be lenient)
 MAX_REPLY_LINES = 100
 HOSTNAME_WAIT = 5.0  # seconds for this host's name (DNS); "localhost" after that
+CLOSE_WAIT = 1.0  # seconds a close waits for the transport (TLS: the server's goodbye)
 
 
 class SmtpError(Exception):
@@ -226,12 +227,13 @@ class SmtpConnection:
         self._reader = None
 
     async def aclose(self) -> None:
-        """Close and wait until closed (a TLS goodbye included), for up to the timeout."""
+        """Close and wait, briefly, until closed (a TLS goodbye included): a server that
+        does not answer must not hold up the caller's error by a whole timeout."""
         writer = self._writer
         self.close()
         if writer is not None:
             with contextlib.suppress(OSError, TimeoutError, SmtpError):
-                await asyncio.wait_for(writer.wait_closed(), self.timeout)
+                await asyncio.wait_for(writer.wait_closed(), CLOSE_WAIT)
 
     # The wire.
 
