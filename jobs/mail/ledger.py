@@ -48,6 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.db import queue_sql
+from jobs.db.begin import execute_first
 from jobs.mail.journal import Accepted
 from jobs.models import (
     AcceptedEmail,
@@ -203,12 +204,15 @@ async def lock_batch(session: AsyncSession, ids: Sequence[int], *, take: int = 0
     finishes the jobs of those it handled (`finish_taken`); the others go back to
     their own jobs at commit. Jobs that run already, or wait for a retry, keep
     their messages.
+
+    On a connection in AUTOCOMMIT it opens the batch's transaction, in the same
+    round trip (`jobs.db.begin.execute_first`), so it always runs, even for nothing.
     """
-    if not ids and take <= 0:
-        return []
     params = {"ids": list(ids), "limit": max(take, 0)}
     found = []
-    for *columns, taken_job, message_id, subject, sent_at in await session.execute(_LOCK, params):
+    for *columns, taken_job, message_id, subject, sent_at in await execute_first(
+        session, _LOCK, params
+    ):
         accepted = (
             None if message_id is None else Accepted(columns[0], message_id, subject, sent_at)
         )

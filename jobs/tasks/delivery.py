@@ -109,10 +109,15 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
             domains=DomainLimits(async_engine(url), mail.domain_limits),
             journal=get_journal(url),
         )
-        # One connection for the whole job, one transaction per batch.
+        # One connection for the whole job, one transaction per batch. In AUTOCOMMIT
+        # psycopg sends no BEGIN of its own: each batch's lock opens its transaction,
+        # in the same round trip (`ledger.lock_batch`), and the commit ends it.
         async with (
             async_engine(url).connect() as connection,
-            AsyncSession(bind=connection, expire_on_commit=False) as session,
+            AsyncSession(
+                bind=await connection.execution_options(isolation_level="AUTOCOMMIT"),
+                expire_on_commit=False,
+            ) as session,
         ):
             while not report.done:
                 async with session.begin():
