@@ -31,7 +31,8 @@ from jobs.ops.metrics import observe_job
 from jobs.results.middleware import record_outcome
 from jobs.settings import Settings, get_settings
 from jobs.tasks import PROMOTION_TASK, QUEUES
-from jobs.worker.outage import OutageWorker, wait_for_database
+from jobs.worker.outage import wait_for_database
+from jobs.worker.sweeper import SweepingWorker
 from jobs.worker.timeout import timeout_middleware
 from jobs.worker.warmup import warm_up
 
@@ -98,7 +99,7 @@ class JobsApp(App):
     Both ``jobs worker`` and ``procrastinate --app=jobs.app.app worker`` come here.
     """
 
-    _last_worker: OutageWorker | None = None
+    _last_worker: SweepingWorker | None = None
 
     def perform_import_paths(self) -> None:
         first = not self._import_paths_performed
@@ -106,10 +107,13 @@ class JobsApp(App):
         if first:
             schedule(self, get_settings())
 
-    def make_worker(self, **options: Unpack[WorkerOptions]) -> OutageWorker:
-        """A procrastinate worker with this app's defaults (as `App._worker` makes them)."""
+    def make_worker(self, **options: Unpack[WorkerOptions]) -> SweepingWorker:
+        """A procrastinate worker with this app's defaults (as `App._worker` makes them),
+        and a sweeper of transactional emails (`jobs.worker.sweeper`) when it runs for long."""
         merged: WorkerOptions = {**self.worker_defaults, **options}
-        worker = OutageWorker(app=self, **merged)
+        worker = SweepingWorker(app=self, **merged)
+        settings = get_settings()
+        worker.sweep_with(settings, database_url(settings))
         self._last_worker = worker
         return worker
 

@@ -12,29 +12,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobs.app import app
 from jobs.db import async_engine, database_url
-from jobs.db.installation import installation_id_async
 from jobs.errors import describe
-from jobs.feedback.breaker import RunChecks
-from jobs.feedback.config import thresholds
 from jobs.mail import ledger
-from jobs.mail.config import MailConfig
-from jobs.mail.delivery import Delivery, Report, batch_size, deliver_batch
+from jobs.mail.delivery import Report, deliver_batch
 from jobs.mail.enqueue import defer_delivery_async
 from jobs.mail.journal import get_journal
-from jobs.mail.pool import get_pool
-from jobs.mail.ratelimit import DomainLimits, RateLimiter
 from jobs.models import FailureKind
 from jobs.results.middleware import mark_stored
 from jobs.results.store import store_result_async
 from jobs.settings import Settings, get_settings
 from jobs.tasks import BULK_PRIORITY, DELIVER_TASK, EMAIL_QUEUE
+from jobs.worker.deliveries import batch_session, delivery_for
 from jobs.worker.retry import Backoff, BackoffRetry
 from jobs.worker.timeout import deadline_passed, timeout_for
 
 logger = logging.getLogger(__name__)
 
 RETRY_BASE_DELAY = 10.0  # seconds before the first retry; doubles each time
-_breaker_checks: dict[str, RunChecks] = {}  # per database: this process's checks of its runs
 
 
 def backoff(settings: Settings) -> Backoff:
@@ -92,33 +86,14 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
     final = backoff(settings).is_final(context.job.attempts)
     report = Report()
     try:
-        bulk = context.job.priority == BULK_PRIORITY  # promotion chunks
-        mail = MailConfig.for_stream(settings, bulk=bulk)
-        async with AsyncSession(async_engine(url)) as session:
-            installation = await installation_id_async(session, url)
-        run = Delivery(
-            mail=mail,
-            pool=get_pool(mail.smtp, settings.MAIL_MAX_CONNECTIONS, mail.stream),
-            limiter=RateLimiter(async_engine(url), mail.rate_limit, mail.budget),
+        run = await delivery_for(
+            settings,
+            url,
+            bulk=context.job.priority == BULK_PRIORITY,  # promotion chunks
             final_attempt=final,
-            installation=installation,
             interrupted=lambda: _interrupted(context, settings),
-            batch_size=batch_size(mail.rate_limit),
-            breaker=thresholds(settings) if bulk else None,
-            breaker_checks=_breaker_checks.setdefault(url, RunChecks()),
-            domains=DomainLimits(async_engine(url), mail.domain_limits),
-            journal=get_journal(url),
         )
-        # One connection for the whole job, one transaction per batch. In AUTOCOMMIT
-        # psycopg sends no BEGIN of its own: each batch's lock opens its transaction,
-        # in the same round trip (`ledger.lock_batch`), and the commit ends it.
-        async with (
-            async_engine(url).connect() as connection,
-            AsyncSession(
-                bind=await connection.execution_options(isolation_level="AUTOCOMMIT"),
-                expire_on_commit=False,
-            ) as session,
-        ):
+        async with batch_session(url) as session:  # one connection, a transaction per batch
             while not report.done:
                 async with session.begin():
                     await deliver_batch(session, message_ids, report, run)
