@@ -12,8 +12,9 @@ Every batch first takes waiting one-email transactional jobs, in the statement
 that locks the batch (`jobs.mail.ledger.lock_batch`): half a batch while the job
 has rows of its own left, a whole one after. So a welcome email waits for at most
 one batch of any running delivery, and a burst of one-email jobs is sent in
-batches by the jobs that run, whose transaction also finishes the jobs taken;
-workers never fetch those. A job goes on taking full batches (up to
+batches by the jobs that run and by each worker's sweeper (`jobs.worker.sweeper`,
+batches with no rows of their own), whose transaction also finishes the jobs
+taken; workers never fetch those. A job goes on taking full batches (up to
 `SWEEP_BATCHES`) once its own rows are done.
 
 - accepted → ``sent``; a 5xx, a bad address or a template error → ``failed``

@@ -10,9 +10,12 @@ procrastinate's fetch loop. procrastinate's own "job inserted" notification wake
 it; it runs sweep batches (`jobs.mail.delivery.deliver_batch` with no rows of its
 own), whose lock takes waiting one-email transactional jobs with their messages,
 sends them, and records the messages and finishes the jobs in one transaction, as
-a running delivery job does. Then it wakes procrastinate's fetch, which runs
-whatever the sweep left: jobs of several messages, other queues, retries, a
-message the server deferred (its job, unlocked at the commit, retries it).
+a running delivery job does. Once it has caught up (no notification came during
+its sweep), it wakes procrastinate's fetch, which runs whatever the sweep left:
+jobs of several messages, other queues, retries, a message the server deferred
+(its job, unlocked at the commit, retries it). During a burst it sweeps again
+and again instead, and the fetch only runs as jobs end and at its polling
+interval: fetching and starting a job per email is what the sweeper spares.
 
 A sweep that fails (the database or the SMTP server away) is logged and changes
 nothing else: its rows and jobs are unlocked at the rollback, and the fetch that
@@ -46,7 +49,7 @@ class Sweeper:
     def __init__(self, settings: Settings, url: str, *, after: Callable[[], None]) -> None:
         self.settings = settings
         self.url = url
-        self.after = after  # called after every sweep: procrastinate's fetch goes next
+        self.after = after  # called once it has caught up: procrastinate's fetch goes next
         self.sweeps = 0
         self._wake = asyncio.Event()
         self._wake.set()  # a first sweep at start: mail committed while no worker ran
@@ -67,9 +70,10 @@ class Sweeper:
             except Exception as exc:
                 logger.warning("sweep of waiting transactional emails failed: %s", describe(exc))
                 more = False
-            self.after()
             if more:
                 self._wake.set()
+            elif not self._wake.is_set():  # caught up: procrastinate's fetch takes the rest
+                self.after()
 
     def stop(self) -> None:
         """Stop after the batch in progress (committed, so no sent email stays pending)."""

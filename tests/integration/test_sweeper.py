@@ -87,7 +87,12 @@ async def test_an_idle_worker_sends_a_welcome_email_by_its_sweep_not_by_its_job(
     async with app.open_async():
         with _no_periodic_deferrer():
             worker = asyncio.create_task(
-                app.run_worker_async(concurrency=2, install_signal_handlers=False, queues=["email"])
+                app.run_worker_async(
+                    concurrency=2,
+                    install_signal_handlers=False,
+                    queues=["email"],
+                    fetch_job_polling_interval=3600,  # only a notification or the sweeper wakes it
+                )
             )
             try:
 
@@ -103,13 +108,17 @@ async def test_an_idle_worker_sends_a_welcome_email_by_its_sweep_not_by_its_job(
                 _sign_up(database_url, 1, prefix="idle")
                 await _until(lambda: len(smtp.messages) == 1, "the welcome email")
                 await _until(lambda: count(database_url, JOBS_DONE) == 1, "its job to finish")
+                assert any("sweep: {'sent': 1" in r.getMessage() for r in caplog.records)
+                ran = [r for r in caplog.records if r.getMessage().startswith("email.deliver job")]
+                assert not ran  # its job never ran
+                # A job the sweep cannot take: the sweeper wakes procrastinate's fetch for it.
+                queue_chunk(database_url, 2, priority=TRANSACTIONAL_PRIORITY)
+                await _until(lambda: len(smtp.messages) == 3, "the job of two emails")
             finally:
                 running = app._last_worker
                 if running is not None:
                     running.stop()  # type: ignore[no-untyped-call]  # untyped upstream
                 await asyncio.wait_for(worker, 30)
-    assert any("sweep: {'sent': 1" in r.getMessage() for r in caplog.records)
-    assert not any(r.getMessage().startswith("email.deliver job") for r in caplog.records)
 
 
 @pytest.mark.parametrize(
