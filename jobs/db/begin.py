@@ -1,18 +1,21 @@
 """A transaction's BEGIN and its first statement in one round trip.
 
 psycopg opens a transaction by sending BEGIN on its own and waiting for the
-answer before it sends the first statement: two round trips where one would do.
-On an idle worker the database's backend sleeps between jobs, and each round
-trip that wakes it costs about half a millisecond, which the delivery of a
-password reset pays before anything is sent. In pipeline mode psycopg queues the
-BEGIN with the statement and a Sync, and reads all three answers at once.
+answer before it sends the first statement (in pipeline mode too): two round
+trips where one would do. On an idle worker the database's backend sleeps
+between jobs, and each round trip that wakes it costs about half a millisecond,
+which the delivery of a password reset pays before anything is sent. On a
+connection in autocommit psycopg sends no BEGIN, so `execute_first` sends its
+own, in pipeline mode with the statement and a Sync, and reads every answer at
+once; the transaction it opens is the server's, which psycopg's commit and
+rollback end as any other.
 
 SQLAlchemy's psycopg adapter reads a statement's rows as soon as it is sent,
 which pipeline mode does not allow, so this one statement goes through the
 driver's own cursor. SQLAlchemy still writes the SQL, once per statement and
-dialect: the statement's constants inline, its value-less parameters as the
-driver's placeholders. A driver error comes back as the `sqlalchemy.exc.DBAPIError`
-SQLAlchemy would raise.
+dialect: the statement's constants inline, its parameters as the driver's
+placeholders, their values converted by SQLAlchemy's own bind processors. A
+driver error comes back as the `sqlalchemy.exc.DBAPIError` SQLAlchemy would raise.
 """
 
 from __future__ import annotations
@@ -54,8 +57,8 @@ def driver_statement(statement: Select[Any], dialect: Dialect) -> DriverStatemen
     processors: dict[str, Callable[[Any], Any]] = {}
 
     def placeholder(element: Any) -> Any:
-        if not isinstance(element, BindParameter) or element.value is not None:
-            return None
+        if not isinstance(element, BindParameter) or not element.required:
+            return None  # a constant: rendered inline
         token = f"__jobs_parameter_{len(placeholders)}__"
         cast = "" if isinstance(element.type, NullType) else "::" + element.type.compile(dialect)
         placeholders[token] = f"%({element.key})s{cast}"

@@ -69,7 +69,8 @@ class Sweeper:
                 more = await self.sweep()
             except Exception as exc:
                 logger.warning("sweep of waiting transactional emails failed: %s", describe(exc))
-                more = False
+                self.after()  # its jobs go the usual way, with their retries
+                continue
             if more:
                 self._wake.set()
             elif not self._wake.is_set():  # caught up: procrastinate's fetch takes the rest
@@ -100,6 +101,7 @@ class Sweeper:
             if isinstance(report.error, asyncio.CancelledError):
                 raise report.error
             logger.info("sweep stopped: %s; the jobs left retry", describe(report.error))
+            self.after()  # procrastinate runs them, with their retries
             return False
         return report.sweeps >= SWEEP_BATCHES
 
