@@ -1,4 +1,5 @@
-"""A `Delivery` built from the settings: what the delivery task and the sweeper send with."""
+"""What a run of delivery batches works with, for the delivery task and the sweeper:
+its `Delivery`, built from the settings, and its session."""
 
 from __future__ import annotations
 

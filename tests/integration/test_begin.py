@@ -62,6 +62,11 @@ async def test_on_autocommit_it_opens_the_transaction_in_the_same_round_trip(
             assert driver.info.transaction_status == pq.TransactionStatus.IDLE
             exists = await session.scalar(text("SELECT to_regclass('made_in_it') IS NOT NULL"))
             assert exists is False  # rolled back with the transaction
+    async with engine.connect() as again:  # the same pooled connection, back to transactions
+        returned = (await again.get_raw_connection()).driver_connection
+        assert isinstance(returned, psycopg.AsyncConnection)
+        assert returned is driver
+        assert returned.autocommit is False
     messages = _messages(trace)
     first_answer = next(n for n, (direction, _) in enumerate(messages) if direction == "B")
     sent = [message for direction, message in messages[:first_answer]]
