@@ -43,6 +43,9 @@ def message_ids(sink: Sink) -> Counter[bytes]:
     return found
 
 
+WORKERS = "SELECT count(*) FROM procrastinate_workers"
+
+
 def queue(url: str, total: int) -> None:
     for offset in range(0, total, CHUNK):
         queue_chunk(url, CHUNK, offset=offset)
@@ -95,6 +98,8 @@ def test_workers_ride_out_a_postgresql_restart_without_duplicates(
         procrastinate_worker(tmp_path / "w2.log"),
     ]
     try:
+        # Both running (registered), not still starting, when the database goes.
+        wait_until(lambda: count(url, WORKERS) == 2, "both workers to start")
         wait_until(lambda: len(smtp.messages) >= 300, "delivery to be under way")
         own_cluster.stop("fast")
         wait_until(lambda: health(port) == 503, "/healthz 503")
