@@ -86,7 +86,11 @@ class Sweeper:
         (at most `SWEEP_BATCHES`). True if there may be more."""
         if self._delivery is None:
             self._delivery = await delivery_for(
-                self.settings, self.url, bulk=False, final_attempt=False, interrupted=_stopped
+                self.settings,
+                self.url,
+                bulk=False,
+                final_attempt=False,
+                interrupted=lambda: STOPPED,
             )
         run = self._delivery
         report = Report()
@@ -106,15 +110,12 @@ class Sweeper:
         return report.sweeps >= SWEEP_BATCHES
 
 
-def _stopped() -> str:
-    return STOPPED
-
-
 class SweepingWorker(OutageWorker):
     """procrastinate's worker (`OutageWorker`) with a `Sweeper` beside its fetch loop,
     when it serves the email queue, waits for jobs and listens for them."""
 
     sweeper: Sweeper | None = None
+    _sweeping: asyncio.Task[None] | None = None  # the sweeper's side task
 
     def sweep_with(self, settings: Settings, url: str) -> None:
         if self.wait and self.listen_notify and (not self.queues or EMAIL_QUEUE in self.queues):
@@ -123,19 +124,19 @@ class SweepingWorker(OutageWorker):
     def _start_side_tasks(self) -> list[asyncio.Task[Any]]:
         side_tasks = super()._start_side_tasks()
         if self.sweeper is not None:
-            side_tasks.append(asyncio.create_task(self.sweeper.run(), name="sweeper"))
+            self._sweeping = asyncio.create_task(self.sweeper.run(), name="sweeper")
+            side_tasks.append(self._sweeping)
         return side_tasks
 
     async def _handle_notification(self, *, channel: str, notification: Notification) -> None:
         if self.sweeper is not None and notification["type"] == "job_inserted":
-            self.sweeper.wake()  # which wakes the fetch after its sweep
+            self.sweeper.wake()  # which wakes the fetch once it has caught up
             return
         await super()._handle_notification(channel=channel, notification=notification)
 
     async def _shutdown(self, side_tasks: list[asyncio.Task[Any]]) -> None:
-        sweeping = next((t for t in side_tasks if t.get_name() == "sweeper"), None)
-        if self.sweeper is not None and sweeping is not None:
+        if self.sweeper is not None and self._sweeping is not None:
             self.sweeper.stop()
             timeout = self.shutdown_graceful_timeout
-            await asyncio.wait([sweeping], timeout=timeout)  # then cancelled with the rest
+            await asyncio.wait([self._sweeping], timeout=timeout)  # then cancelled with the rest
         await super()._shutdown(side_tasks)
