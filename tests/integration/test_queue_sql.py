@@ -6,6 +6,7 @@ upgrade changes a type, function, column or enum label that the named queries us
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +32,7 @@ DEFER = f"WITH message AS (SELECT CAST(:message_id AS bigint) AS id), {queue_sql
 def _sql(name: str) -> str:
     query = getattr(queue_sql, name)
     if name == "DEFER_NEW_MESSAGE":
-        return f"{DEFER} SELECT ids FROM job"
+        return f"{DEFER} SELECT job_id FROM job"
     assert isinstance(query, TextClause), name
     return query.text
 
@@ -41,32 +42,48 @@ def _catalog(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
         return conn.execute(query, params).fetchall()
 
 
-def test_job_to_defer_v1_layout(database_url: str) -> None:
-    """DEFER_NEW_MESSAGE builds the composite by position: ROW(:queue, :task, :priority, ...)."""
-    attributes = _catalog(
-        database_url,
-        """
-        SELECT a.attname, format_type(a.atttypid, a.atttypmod)
-          FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid
-         WHERE t.oid = 'procrastinate_job_to_defer_v1'::regtype
-           AND a.attnum > 0 AND NOT a.attisdropped
-         ORDER BY a.attnum
-        """,
+@pytest.mark.parametrize("scheduled_at", [None, datetime(2030, 1, 1, tzinfo=UTC)])
+def test_defer_new_message_makes_the_job_procrastinates_defer_makes(
+    database_url: str, scheduled_at: datetime | None
+) -> None:
+    """DEFER_NEW_MESSAGE inserts the job row itself: the row, its events and its
+    notification are those of procrastinate_defer_jobs_v1 with the same job."""
+    params = {**PLAN_PARAMS["DEFER_NEW_MESSAGE"], "message_id": 7, "scheduled_at": scheduled_at}
+    ours_sql = f"{DEFER} SELECT job_id FROM job"
+    theirs_sql = (
+        "SELECT (procrastinate_defer_jobs_v1(ARRAY[ROW(%(queue)s, %(task)s, %(priority)s,"
+        " NULL, NULL, jsonb_build_object('message_ids', jsonb_build_array(%(message_id)s)),"
+        " %(scheduled_at)s)::procrastinate_job_to_defer_v1]))[1]"
     )
-    assert attributes == [
-        ("queue_name", "character varying"),
-        ("task_name", "character varying"),
-        ("priority", "integer"),
-        ("lock", "text"),
-        ("queueing_lock", "text"),
-        ("args", "jsonb"),
-        ("scheduled_at", "timestamp with time zone"),
+    made = {}
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute("LISTEN procrastinate_any_queue_v1")
+        with session_factory(database_url)() as session, session.begin():
+            ours = session.execute(text(ours_sql), params).scalar_one()
+            driver = session.connection().connection.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            [theirs] = driver.execute(theirs_sql, params).fetchall()[0]
+            for name, job_id in (("ours", ours), ("theirs", theirs)):
+                row = session.execute(
+                    text("SELECT to_jsonb(j) - 'id' FROM procrastinate_jobs j WHERE id = :id"),
+                    {"id": job_id},
+                ).scalar_one()
+                events = session.scalars(
+                    text("SELECT type::text FROM procrastinate_events WHERE job_id = :id"),
+                    {"id": job_id},
+                ).all()
+                made[name] = (row, sorted(events))
+        assert made["ours"] == made["theirs"]
+        assert made["ours"][0]["status"] == "todo"
+        notified = [json.loads(n.payload) for n in listener.notifies(timeout=10, stop_after=2)]
+    assert notified == [
+        {"type": "job_inserted", "job_id": ours},
+        {"type": "job_inserted", "job_id": theirs},
     ]
 
 
 # Every procrastinate function the named queries call: signature -> return type.
 FUNCTIONS = {
-    "procrastinate_defer_jobs_v1(procrastinate_job_to_defer_v1[])": "bigint[]",
     "procrastinate_retry_job_v2(bigint, timestamp with time zone, integer,"
     " character varying, character varying)": "void",
     "procrastinate_finish_job_v1(bigint, procrastinate_job_status, boolean)": "void",
@@ -239,8 +256,8 @@ def _start(session: Session, job_id: int, worker_id: int) -> None:
 def test_a_job_through_every_named_query(database_url: str) -> None:
     with session_factory(database_url)() as session, session.begin():
         # defer: the composite's fields land in the right columns
-        defer = text(f"{DEFER} SELECT ids FROM job")
-        [job_id] = session.execute(defer, PLAN_PARAMS["DEFER_NEW_MESSAGE"]).scalar_one()
+        defer = text(f"{DEFER} SELECT job_id FROM job")
+        job_id = session.execute(defer, PLAN_PARAMS["DEFER_NEW_MESSAGE"]).scalar_one()
         job = _job(session, job_id)
         assert {k: job[k] for k in ("queue_name", "task_name", "priority", "lock")} == {
             "queue_name": EMAIL_QUEUE,
@@ -341,9 +358,9 @@ def test_taking_a_waiting_transactional_job(database_url: str) -> None:
                 " VALUES ('k', 'welcome', 'a@example.com', 'welcome') RETURNING id"
             )
         ).scalar_one()
-        defer = text(f"{DEFER} SELECT ids FROM job")
+        defer = text(f"{DEFER} SELECT job_id FROM job")
         params = {**PLAN_PARAMS["DEFER_NEW_MESSAGE"], "message_id": message_id}
-        [job_id] = session.execute(defer, params).scalar_one()
+        job_id = session.execute(defer, params).scalar_one()
         taken = session.execute(queue_sql.TAKE_TRANSACTIONAL_JOBS, {"limit": 10}).all()
         assert [tuple(row) for row in taken] == [(message_id, job_id, 1)]
         session.execute(queue_sql.START_TAKEN_JOBS, {"job_ids": [job_id]})
@@ -408,9 +425,9 @@ def test_the_message_ids_index_is_for_the_delivery_task() -> None:
 def test_browsing_queries_on_a_job(database_url: str) -> None:
     """JOBS_PAGE, JOB_DETAIL, JOB_EVENTS, JOBS_OF_MESSAGES, THROUGHPUT, RECORD_WORKER."""
     with session_factory(database_url)() as session, session.begin():
-        defer = text(f"{DEFER} SELECT ids FROM job")
+        defer = text(f"{DEFER} SELECT job_id FROM job")
         params = {**PLAN_PARAMS["DEFER_NEW_MESSAGE"], "message_id": 7}
-        [job_id] = session.execute(defer, params).scalar_one()
+        job_id = session.execute(defer, params).scalar_one()
         page = {**PLAN_PARAMS["JOBS_PAGE"], "before_id": None, "limit": 10}
         found = session.execute(
             queue_sql.JOBS_PAGE, {**page, "queue": EMAIL_QUEUE, "status": "todo"}
