@@ -114,7 +114,7 @@ class EmailMessage(Base):
     # Promotions: extra MIME headers (List-Unsubscribe) and the run that queued the row.
     headers: Mapped[dict[str, str] | None] = mapped_column(JSONB)
     promotion_run_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("promotion_runs.id", ondelete="SET NULL"), index=True
+        BigInteger, ForeignKey("promotion_runs.id", ondelete="SET NULL")
     )
     # Deliverability: what the recipient's side reported after sending (see jobs.feedback).
     feedback: Mapped[str | None] = mapped_column(Text)
@@ -122,10 +122,11 @@ class EmailMessage(Base):
     not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
+        # A promotion's rows (transactional rows, NULL here, are not held).
         Index(
-            "ix_email_messages_pending",
-            "id",
-            postgresql_where=text("status = 'pending'"),
+            "ix_email_messages_promotion_run_id",
+            "promotion_run_id",
+            postgresql_where=text("promotion_run_id IS NOT NULL"),
         ),
         # Operations: `jobs status` counts by status over a recent window (index-only), and
         # retention finds the old contexts to drop without revisiting pruned rows.
@@ -143,7 +144,8 @@ class EmailMessage(Base):
             postgresql_where=text("message_id IS NOT NULL"),
         ),
         # The dashboard and `jobs emails`: a recipient's emails (case-insensitively), the
-        # emails of a kind, and the few not sent, newest first.
+        # emails of a kind, and the few not sent, newest first (the pending ones too:
+        # `jobs status`, the gauges).
         Index("ix_email_messages_to_address_lower", text("lower(to_address)"), "id"),
         Index("ix_email_messages_kind_id", "kind", "id"),
         Index(
