@@ -255,7 +255,7 @@ def _start(session: Session, job_id: int, worker_id: int) -> None:
 
 def test_a_job_through_every_named_query(database_url: str) -> None:
     with session_factory(database_url)() as session, session.begin():
-        # defer: the composite's fields land in the right columns
+        # defer: each parameter lands in its column
         defer = text(f"{DEFER} SELECT job_id FROM job")
         job_id = session.execute(defer, PLAN_PARAMS["DEFER_NEW_MESSAGE"]).scalar_one()
         job = _job(session, job_id)
