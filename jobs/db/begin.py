@@ -15,7 +15,7 @@ which pipeline mode does not allow, so this one statement goes through the
 driver's own cursor. SQLAlchemy still writes the SQL, once per statement and
 dialect: the statement's constants inline, its parameters as the driver's
 placeholders, their values converted by SQLAlchemy's own bind processors. A
-driver error comes back as the `sqlalchemy.exc.DBAPIError` SQLAlchemy would raise.
+driver error comes back as SQLAlchemy's (`jobs.db.driver`).
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import psycopg
 from psycopg import pq
 from sqlalchemy import BindParameter, Select, literal_column
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.sqltypes import NullType
 from sqlalchemy.sql.visitors import replacement_traverse
+
+from jobs.db.driver import driver_of, sqlalchemy_errors
 
 
 @dataclass(frozen=True)
@@ -87,22 +87,15 @@ async def execute_first(
     server is in one). Otherwise it is one statement of the current transaction
     (psycopg opens it, with a round trip of its own, when none is open).
     """
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    assert isinstance(driver, psycopg.AsyncConnection)  # the psycopg dialect's
+    connection, driver = await driver_of(session)
     prepared = driver_statement(statement, connection.dialect)
     values = prepared.params(params)
     opens = driver.autocommit and driver.info.transaction_status == pq.TransactionStatus.IDLE
-    try:
+    async with sqlalchemy_errors(connection, driver, prepared.sql, values):
         async with driver.pipeline():
             if opens:
                 await driver.execute(b"BEGIN")
             cursor = driver.cursor()
             await cursor.execute(prepared.sql, values)
         rows: list[tuple[Any, ...]] = await cursor.fetchall()
-        return rows
-    except psycopg.Error as exc:
-        if driver.broken:
-            await connection.invalidate(exc)
-        raise DBAPIError.instance(prepared.sql, values, exc, psycopg.Error) from exc
+    return rows

@@ -47,7 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobs.db import queue_sql
+from jobs.db import driver, queue_sql
 from jobs.db.begin import execute_first
 from jobs.mail.journal import Accepted
 from jobs.models import (
@@ -229,10 +229,11 @@ async def finish_taken(session: AsyncSession, job_ids: Sequence[int]) -> None:
 
 
 # One statement: the outcomes, and the journal entries of the rows now recorded `sent`.
-_RECORD = text(
-    """
+# Through the driver, its arrays in binary (`jobs.db.driver`): in text, SQLAlchemy's way,
+# they cost the worker about 10 µs of CPU per email recorded.
+_RECORD = """
     WITH settled AS (
-        DELETE FROM email_accepted WHERE id = ANY(CAST(:sent AS bigint[]))
+        DELETE FROM email_accepted WHERE id = ANY(%(sent)b::bigint[])
     )
     UPDATE email_messages AS m SET
         status = v.status,
@@ -243,13 +244,12 @@ _RECORD = text(
         subject = coalesce(v.subject, m.subject),
         sent_at = coalesce(v.sent_at, m.sent_at)
     FROM unnest(
-        CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:tried AS int[]),
-        CAST(:errors AS text[]), CAST(:message_ids AS text[]), CAST(:subjects AS text[]),
-        CAST(:sent_at AS timestamptz[]), CAST(:failure_kinds AS text[])
+        %(ids)b::bigint[], %(statuses)b::text[], %(tried)b::int[],
+        %(errors)b::text[], %(message_ids)b::text[], %(subjects)b::text[],
+        %(sent_at)b::timestamptz[], %(failure_kinds)b::text[]
     ) AS v(id, status, tried, error, message_id, subject, sent_at, failure_kind)
     WHERE m.id = v.id
-    """
-)
+"""
 
 
 async def record(session: AsyncSession, outcomes: Iterable[Outcome]) -> None:
@@ -258,7 +258,8 @@ async def record(session: AsyncSession, outcomes: Iterable[Outcome]) -> None:
     rows = [o for o in outcomes if o.changed]
     if not rows:
         return
-    await session.execute(
+    await driver.execute(
+        session,
         _RECORD,
         {
             "sent": [o.id for o in rows if o.status == EmailStatus.SENT],
