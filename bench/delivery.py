@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from bench import fanout
+from bench import cpu, fanout
 from bench.processes import jobs_worker_command, peak_rss_mib, spawn, stop
 from bench.sinks import PostfixSink, PythonSink, wait_for
 from bench.stats import median
@@ -33,6 +33,21 @@ def measured_rate(sink: Sink, expected: int, timeout: float) -> float:
     return (base + expected - first) / (time.perf_counter() - started)
 
 
+def metered_rate(
+    sink: Sink, expected: int, timeout: float, groups: cpu.Groups, server: int | None
+) -> tuple[float, dict[str, float]]:
+    """`measured_rate`, and the CPU microseconds per message of each group (and of
+    PostgreSQL, when ``server`` is its postmaster) over the same window."""
+    base = sink.count()
+    wait_for(sink, base + 1, timeout)
+    first, started = sink.count(), time.perf_counter()
+    before = cpu.snapshot(groups, server)
+    wait_for(sink, base + expected, timeout)
+    after = cpu.snapshot(groups, server)
+    count = base + expected - first
+    return count / (time.perf_counter() - started), cpu.per_item(before, after, count)
+
+
 def worker_env(url: str, host: str, port: int, connections: int) -> dict[str, str]:
     return {
         "DATABASE_URL": url,
@@ -48,20 +63,22 @@ def worker_env(url: str, host: str, port: int, connections: int) -> dict[str, st
 
 def jobs_rate(
     url: str, sink: Sink, *, users: int, workers: int, connections: int
-) -> tuple[float, float]:
-    """(emails/s, peak RSS MiB of the largest worker) for one delivered campaign."""
+) -> tuple[float, float, dict[str, float]]:
+    """(emails/s, peak RSS MiB of the largest worker, CPU µs per email by group) for
+    one delivered campaign."""
     env = worker_env(url, sink.host, sink.port, connections)
     command = jobs_worker_command(queues="email", concurrency=connections)
     processes = [spawn(command, env, LOGS / f"jobs-worker-{n}.log") for n in range(workers)]
+    groups = {"senders": lambda: [p.pid for p in processes], "sink": sink.pids}
     try:
-        rate = measured_rate(sink, users, timeout=1800)
+        rate, spent = metered_rate(sink, users, 1800, groups, cpu.postmaster(url))
         rss = max(peak_rss_mib(p.pid) for p in processes)
     finally:
         stop(processes)
     sent = fanout.count(url, "SELECT count(*) FROM email_messages WHERE status = 'sent'")
     if sent != users:
         raise RuntimeError(f"{sent} of {users} emails marked sent")
-    return rate, rss
+    return rate, rss, spent
 
 
 def _ceiling_process(
@@ -116,9 +133,11 @@ def _ceiling_process(
     asyncio.run(send_all())
 
 
-def ceiling_rate(url: str, sink: Sink, *, users: int, processes: int, connections: int) -> float:
+def ceiling_rate(
+    url: str, sink: Sink, *, users: int, processes: int, connections: int
+) -> tuple[float, dict[str, float]]:
     """The same messages from a bare loop of the same SMTP client, ``processes`` x
-    ``connections``."""
+    ``connections``; and the CPU µs per email by group."""
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(processes + 1)
     children = [
@@ -130,9 +149,11 @@ def ceiling_rate(url: str, sink: Sink, *, users: int, processes: int, connection
     ]
     for child in children:
         child.start()
+    server = cpu.postmaster(url)
+    groups = {"senders": lambda: [c.pid for c in children if c.pid], "sink": sink.pids}
     start.wait()
     try:
-        return measured_rate(sink, users, timeout=1800)
+        return metered_rate(sink, users, 1800, groups, server)
     finally:
         for child in children:
             child.join(timeout=60)
@@ -144,18 +165,26 @@ def run(
     jobs: list[float] = []
     ceiling: list[float] = []
     rss: list[float] = []
+    spent: dict[str, list[float]] = {}
     for _ in range(repeats):
         fanout.reset(url)
         asyncio.run(fanout.fan_out(url))
-        ceiling.append(
-            ceiling_rate(url, sink, users=users, processes=workers, connections=connections)
+        rate, ceiling_cpu = ceiling_rate(
+            url, sink, users=users, processes=workers, connections=connections
         )
-        rate, peak = jobs_rate(url, sink, users=users, workers=workers, connections=connections)
+        ceiling.append(rate)
+        rate, peak, jobs_cpu = jobs_rate(
+            url, sink, users=users, workers=workers, connections=connections
+        )
         jobs.append(rate)
         rss.append(peak)
+        for prefix, used in (("ceiling", ceiling_cpu), ("jobs", jobs_cpu)):
+            for group, micros in used.items():
+                spent.setdefault(f"{prefix}_{group}_us", []).append(micros)
     return {
         "jobs_per_second": median(jobs),
         "ceiling_per_second": median(ceiling),
         "ratio": median(jobs) / median(ceiling),
         "worker_peak_rss_mib": max(rss),
+        **{key: median(values) for key, values in spent.items()},
     }

@@ -73,6 +73,9 @@ class PostfixSink:
     def count(self) -> int:
         return self._count
 
+    def pids(self) -> list[int]:
+        return [self._process.pid]
+
     def stop(self) -> None:
         self._process.terminate()
         self._process.wait(timeout=10)
@@ -89,6 +92,9 @@ class PythonSink:
 
     def count(self) -> int:
         return len(self._sink.messages)
+
+    def pids(self) -> list[int]:
+        return []  # a thread of the benchmark's own process: not told apart
 
     def stop(self) -> None:
         self._sink.stop()
