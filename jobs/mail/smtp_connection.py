@@ -71,7 +71,8 @@ async def _local_hostname() -> str:
     global _local_name
     if _local_name is None:
         try:
-            name = await asyncio.wait_for(asyncio.to_thread(socket.getfqdn), HOSTNAME_WAIT)
+            async with asyncio.timeout(HOSTNAME_WAIT):
+                name = await asyncio.to_thread(socket.getfqdn)
         except TimeoutError:
             name = ""
         _local_name = name if name and name.isascii() and " " not in name else "localhost"
@@ -127,15 +128,16 @@ class SmtpConnection:
         config = self.config
         context = ssl.create_default_context() if config.ssl_tls or config.starttls else None
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(
+            # Timeouts here are asyncio.timeout, never wait_for: on Python 3.11 wait_for
+            # drops a cancellation that comes as the awaited call ends (a refused connect
+            # during a worker's start made it ignore its SIGTERM).
+            async with asyncio.timeout(self.timeout):
+                self._reader, self._writer = await asyncio.open_connection(
                     config.host,
                     config.port,
                     ssl=context if config.ssl_tls else None,
                     limit=MAX_LINE,
-                ),
-                self.timeout,
-            )
+                )
             self._expect(await self._reply(), 220, "greeting")
             await self._hello()
             if config.starttls:
@@ -148,9 +150,8 @@ class SmtpConnection:
                     raise SmtpError(f"{config.address} sent data after its STARTTLS reply")
                 assert self._writer is not None
                 assert context is not None
-                await asyncio.wait_for(
-                    self._writer.start_tls(context, server_hostname=config.host), self.timeout
-                )
+                async with asyncio.timeout(self.timeout):
+                    await self._writer.start_tls(context, server_hostname=config.host)
                 await self._hello()
             if config.username:
                 password = config.password.get_secret_value() if config.password else ""
@@ -233,7 +234,8 @@ class SmtpConnection:
         self.close()
         if writer is not None:
             with contextlib.suppress(OSError, TimeoutError, SmtpError):
-                await asyncio.wait_for(writer.wait_closed(), CLOSE_WAIT)
+                async with asyncio.timeout(CLOSE_WAIT):
+                    await writer.wait_closed()
 
     # The wire.
 
@@ -251,7 +253,8 @@ class SmtpConnection:
     async def _drain(self) -> None:
         assert self._writer is not None
         try:
-            await asyncio.wait_for(self._writer.drain(), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await self._writer.drain()
         except BaseException:
             self.close()
             raise

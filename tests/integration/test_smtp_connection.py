@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -324,3 +325,27 @@ async def test_an_untrusted_certificate_is_refused(certificate: tuple[Path, Path
         await _connected(SmtpConfig(host=sink.host, port=sink.port, ssl_tls=True, timeout=5))
     assert sink.messages == []
     assert issubclass(ssl.SSLCertVerificationError, smtp.TRANSIENT_ERRORS)
+
+
+async def test_a_cancelled_connect_raises_cancelled_whenever_the_cancel_comes() -> None:
+    """A worker told to stop while it connects stops: the cancellation is never traded
+    for the connection's own outcome, however close the two come."""
+    with socket.socket() as probe:  # a port nobody listens on: refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = SmtpConfig(host="127.0.0.1", port=port, timeout=5)
+    outcomes: set[str] = set()
+    for steps in range(40):  # the cancel lands at every point of the refused connect
+        task = asyncio.ensure_future(SmtpConnection(config).connect())
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        if task.done():
+            outcomes.add("finished first")
+            with contextlib.suppress(OSError):
+                await task
+            continue
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        outcomes.add("cancelled")
+    assert outcomes == {"cancelled", "finished first"}  # both ends of the race were met
