@@ -18,10 +18,12 @@ from urllib.parse import urlsplit
 import hypothesis
 import psycopg
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs import db
 from jobs.app import app
-from jobs.db import session_factory, with_database
+from jobs.db import liveness, session_factory, with_database
 from jobs.db.embedded import embedded_url
 from jobs.db.migrations import migrate
 from jobs.dev.sink import Sink
@@ -124,6 +126,21 @@ async def database_url(
         await db.dispose_engines()
         get_settings.cache_clear()
         _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def engine_with_dead_connection(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncEngine:
+    """The process's engine for ``database_url``, whose one pooled connection the server
+    has terminated and which hands it out unchecked: its next use fails."""
+    monkeypatch.setattr(liveness, "CHECK_AFTER_IDLE", 3600.0)
+    engine = db.async_engine(database_url)
+    async with engine.connect() as connection:  # the pool's one connection, checked once
+        pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    return engine
 
 
 @pytest.fixture

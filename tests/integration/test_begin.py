@@ -10,9 +10,9 @@ import pytest
 from psycopg import pq
 from sqlalchemy import ARRAY, BigInteger, Integer, bindparam, func, literal, select, text
 from sqlalchemy.exc import DataError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from jobs.db import async_engine, liveness
+from jobs.db import async_engine
 from jobs.db.begin import execute_first
 
 # A constant with a '%' (escaped for the driver), a parameter SQLAlchemy converts
@@ -98,14 +98,9 @@ async def test_a_failing_statement_raises_sqlalchemys_error_and_the_session_goes
 
 
 async def test_a_dead_connection_is_dropped_and_the_next_one_works(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    engine_with_dead_connection: AsyncEngine,
 ) -> None:
-    monkeypatch.setattr(liveness, "CHECK_AFTER_IDLE", 3600.0)  # handed out unchecked
-    engine = async_engine(database_url)
-    async with engine.connect() as connection:  # the pool's one connection, checked once
-        pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    engine = engine_with_dead_connection
     async with AsyncSession(engine) as session:
         with pytest.raises(OperationalError):
             async with session.begin():
