@@ -111,6 +111,20 @@ class Report:
         return {"sent": self.sent, "failed": self.failed, "suppressed": self.suppressed}
 
 
+@dataclass
+class Tally:
+    """One batch's counts for /metrics, published once its transaction has committed:
+    a batch whose commit fails is sent again from the journal, and counted then."""
+
+    emails: Counter[str] = field(default_factory=Counter)  # by outcome
+    finished_jobs: int = 0  # taken jobs this batch finished
+
+    def publish(self) -> None:
+        for outcome, n in self.emails.items():
+            metrics.EMAILS.labels(outcome).inc(n)
+        metrics.JOBS_FINISHED.labels(DELIVER_TASK, "succeeded").inc(self.finished_jobs)
+
+
 def compose(row: Pending, mail: MailConfig, installation: str) -> tuple[Outgoing, str]:
     """Render and build the MIME message for one row; returns it and its subject."""
     context = {**mail.template_globals, **(row.context or {})}
@@ -223,8 +237,9 @@ async def send_all(
 
 async def deliver_batch(
     session: AsyncSession, ids: Sequence[int], report: Report, run: Delivery
-) -> None:
-    """Lock, send and record the next batch of ``ids``; never commits.
+) -> Tally:
+    """Lock, send and record the next batch of ``ids``; never commits. The caller
+    publishes the returned counts once it has committed.
 
     Server trouble or a cancellation (job timeout) ends the job: it is put in
     ``report.error`` for the caller to raise once this batch is committed. A
@@ -291,7 +306,7 @@ async def deliver_batch(
     handled = [outcome.id for outcome in outcomes.values() if outcome.status != EmailStatus.PENDING]
     finished = [taken[i] for i in handled if i in taken]
     await ledger.finish_taken(session, finished)
-    metrics.JOBS_FINISHED.labels(DELIVER_TASK, "succeeded").inc(len(finished))  # ran here too
+    tally = Tally(finished_jobs=len(finished))  # they ran here
     rejected = [o for o in outcomes.values() if o.failure == FailureKind.REJECTED]
     if rejected:  # "no such mailbox" is a hard bounce, whoever says it
         addresses = {row.id: row.to_address for row in rows}
@@ -307,14 +322,15 @@ async def deliver_batch(
     report.failed += counts[EmailStatus.FAILED]
     report.suppressed += counts[EmailStatus.SUPPRESSED]
     for status in (EmailStatus.SENT, EmailStatus.FAILED, EmailStatus.SUPPRESSED):
-        metrics.EMAILS.labels(status.value).inc(counts[status])
+        tally.emails[status.value] += counts[status]
     if not run.final_attempt:  # attempted, still pending: a retry will take them
-        metrics.EMAILS.labels("deferred").inc(
-            sum(o.attempted for o in outcomes.values() if o.status == EmailStatus.PENDING)
+        tally.emails["deferred"] += sum(
+            o.attempted for o in outcomes.values() if o.status == EmailStatus.PENDING
         )
     if reason is not None and run.final_attempt:
         failed = await ledger.fail_pending(
             session, ids, FailureKind.TRANSIENT_EXHAUSTED, ledger.TRANSIENT_EXHAUSTED + reason
         )
         report.failed += failed
-        metrics.EMAILS.labels("failed").inc(failed)
+        tally.emails["failed"] += failed
+    return tally

@@ -96,7 +96,7 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
         async with batch_session(url) as session:  # one connection, a transaction per batch
             while not report.done:
                 async with session.begin():
-                    await deliver_batch(session, message_ids, report, run)
+                    tally = await deliver_batch(session, message_ids, report, run)
                     if report.done and report.finish() is None:
                         if report.own_locked < len(set(message_ids)):  # some were not due?
                             await _defer_not_yet_due(session, message_ids, context.job.priority)
@@ -107,6 +107,7 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
                             task_name=DELIVER_TASK,
                             result=report.summary(),
                         )
+                tally.publish()  # committed
         logger.info("email.deliver job %s: %s", context.job.id, report.summary())
         trouble = report.finish()  # raised once every batch is committed
         if trouble is not None:

@@ -97,7 +97,8 @@ class Sweeper:
         async with batch_session(self.url) as session:
             while not report.done and not self._stopping:
                 async with session.begin():
-                    await deliver_batch(session, [], report, run)
+                    tally = await deliver_batch(session, [], report, run)
+                tally.publish()  # committed
         self.sweeps += 1
         if report.sent or report.failed or report.suppressed:
             logger.info("sweep: %s", report.summary())

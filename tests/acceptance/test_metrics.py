@@ -116,3 +116,40 @@ async def test_outcomes_are_counted_per_job_and_per_email(database_url: str, smt
     await run_worker(drain=True)
     after = [_sample(name, **labels) for name, labels in names]
     assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1, 1]
+
+
+# The first batch that records an email `sent` fails at its commit (a deferred trigger);
+# a sequence, which no rollback undoes, lets only the first one fail.
+FAIL_FIRST_COMMIT = """
+CREATE SEQUENCE refused_commits;
+CREATE FUNCTION refuse_first_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF nextval('refused_commits') = 1 THEN
+        RAISE EXCEPTION 'commit refused by the test';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER refuse_first_commit AFTER UPDATE ON email_messages
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.status = 'sent')
+    EXECUTE FUNCTION refuse_first_commit();
+"""
+
+
+async def test_an_email_whose_batch_commit_failed_is_counted_once(
+    database_url: str, smtp: Sink
+) -> None:
+    from jobs.worker.run import run_worker
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(FAIL_FIRST_COMMIT)
+    sent_before = _sample("jobs_emails_total", outcome="sent")
+    with session_factory(database_url)() as session, session.begin():
+        enqueue_email(session, to="a@example.com", template="welcome", context={"username": "a"})
+    await run_worker(drain=True)  # accepted by the server, then the commit fails
+    assert count(database_url, "SELECT count(*) FROM email_messages WHERE status = 'pending'") == 1
+    with psycopg.connect(database_url, autocommit=True) as conn:  # the retry is due now
+        conn.execute("UPDATE procrastinate_jobs SET scheduled_at = now() WHERE status = 'todo'")
+    await run_worker(drain=True)  # the retry finds the journal's entry: recorded, not resent
+    assert count(database_url, "SELECT count(*) FROM email_messages WHERE status = 'sent'") == 1
+    assert len(smtp.messages) == 1
+    assert _sample("jobs_emails_total", outcome="sent") - sent_before == 1
