@@ -114,7 +114,8 @@ class Report:
 @dataclass
 class Tally:
     """One batch's counts for /metrics, published once its transaction has committed:
-    a batch whose commit fails is sent again from the journal, and counted then."""
+    what a failed commit leaves pending is recorded by a retry (from the journal, if the
+    server accepted it), and counted then."""
 
     emails: Counter[str] = field(default_factory=Counter)  # by outcome
     finished_jobs: int = 0  # taken jobs this batch finished
