@@ -26,11 +26,7 @@ LOGS = Path(__file__).resolve().parent.parent / ".data" / "bench" / "logs"
 
 def measured_rate(sink: Sink, expected: int, timeout: float) -> float:
     """Messages/s between the sink's first new message and its ``expected``-th."""
-    base = sink.count()
-    wait_for(sink, base + 1, timeout)
-    first, started = sink.count(), time.perf_counter()
-    wait_for(sink, base + expected, timeout)
-    return (base + expected - first) / (time.perf_counter() - started)
+    return metered_rate(sink, expected, timeout, {}, None)[0]
 
 
 def metered_rate(
