@@ -7,6 +7,7 @@ that finished returns its summary and queues nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -38,6 +39,11 @@ def unsubscribe_url(settings: Settings) -> str:
     return str(base).rstrip("/") + "/unsubscribe"
 
 
+@functools.cache  # once per link and process: a worker builds this config at start and per run
+def _warn_not_https(link: str) -> None:
+    logger.warning("unsubscribe link %s is not https: one-click unsubscribe needs https", link)
+
+
 def promotion_config(settings: Settings, *, key: bytes | None = None) -> PromotionConfig:
     """`PromotionConfig` from the settings; `ConfigError` if no signing key is available.
 
@@ -46,7 +52,7 @@ def promotion_config(settings: Settings, *, key: bytes | None = None) -> Promoti
     frontend = str(settings.FRONTEND_URL).rstrip("/")
     link = unsubscribe_url(settings)
     if not link.startswith("https://"):
-        logger.warning("unsubscribe link %s is not https: one-click unsubscribe needs https", link)
+        _warn_not_https(link)
     return PromotionConfig(
         chunk_size=settings.PROMOTION_CHUNK_SIZE,
         frontend_url=frontend,

@@ -183,3 +183,32 @@ def test_worker_refuses_to_start_on_settings_every_job_would_fail_on(
     err = capsys.readouterr().err
     assert message in err
     assert "hunter2-secret" not in err
+
+
+def test_a_worker_warns_once_that_the_unsubscribe_link_is_not_https(database_url: str) -> None:
+    environment = {
+        **os.environ,
+        "PROMOTION_SCHEDULE_ENABLED": "true",
+        "SECRET_KEY": "test-secret-key-0123456789",
+        "FRONTEND_URL": "http://shop.example",
+    }
+    environment.pop("UNSUBSCRIBE_URL", None)
+    environment.pop("WEB_BASE_URL", None)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, jobs.cli; sys.exit(jobs.cli.main())",
+            "worker",
+            "--drain",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "is not https" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "http://shop.example/unsubscribe" in warnings[0]
