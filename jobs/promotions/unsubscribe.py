@@ -30,12 +30,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from sqlalchemy import Update, select, update
+from sqlalchemy import Executable, Update, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from jobs.errors import ConfigError, InvalidUnsubscribeToken, UnknownUser
-from jobs.models import EmailMessage, EmailStatus, User
+from jobs.errors import ConfigError, InvalidEmailAddress, InvalidUnsubscribeToken, UnknownUser
+from jobs.feedback.suppressions import normalize, suppress
+from jobs.models import EmailMessage, EmailStatus, Suppression, SuppressionReason, User
 from jobs.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ _PURPOSE = b"jobs.unsubscribe.v1"
 _MAX_TOKEN = 200  # a real token is about 65 characters
 _MAX_USER_ID = 2**63 - 1
 DEV_KEY_FILE = "secret_key"
+LINK_SOURCE = "unsubscribe link"  # the suppression list's source of an unsubscribe
+OPERATOR_SOURCE = "operator: jobs unsubscribe --email"
 
 
 def _derive(secret: bytes) -> bytes:
@@ -162,6 +165,30 @@ def _suppress_pending(user_id: int) -> Update:
     )
 
 
+def _consequences(user: User, source: str) -> list[Executable]:
+    """What a new unsubscribe also changes: the user's queued promotions, and the
+    suppression list (reason ``unsubscribe``: promotions only; a stronger reason stays)."""
+    statements: list[Executable] = [_suppress_pending(user.id)]
+    try:
+        statements.append(suppress(user.email, SuppressionReason.UNSUBSCRIBE, source))
+    except InvalidEmailAddress:  # an address the list cannot hold; unsubscribed_at still holds
+        logger.warning(
+            "user %s unsubscribed; %r cannot go on the suppression list", user.id, user.email
+        )
+    return statements
+
+
+def _lift(user: User) -> Executable | None:
+    """Undo the list's ``unsubscribe`` entry for the user's address (other reasons stay)."""
+    try:
+        address = normalize(user.email)
+    except InvalidEmailAddress:
+        return None
+    return delete(Suppression).where(
+        Suppression.address == address, Suppression.reason == SuppressionReason.UNSUBSCRIBE
+    )
+
+
 def _apply(user: User) -> Unsubscribed:
     since = user.unsubscribed_at
     if since is None:
@@ -196,7 +223,8 @@ def unsubscribe(
     user = _verify(keys, token, session.get(User, user_id, with_for_update=True))
     result = _apply(user)
     if not result.already:
-        session.execute(_suppress_pending(user.id))
+        for statement in _consequences(user, LINK_SOURCE):
+            session.execute(statement)
     return result
 
 
@@ -213,7 +241,8 @@ async def unsubscribe_async(
     user = _verify(keys, token, await session.get(User, user_id, with_for_update=True))
     result = _apply(user)
     if not result.already:
-        await session.execute(_suppress_pending(user.id))
+        for statement in _consequences(user, LINK_SOURCE):
+            await session.execute(statement)
     return result
 
 
@@ -231,8 +260,15 @@ def unsubscribe_email(session: Session, email: str) -> Unsubscribed:
     user = _user_by_email(session, email)
     result = _apply(user)
     if not result.already:
-        session.execute(_suppress_pending(user.id))
+        for statement in _consequences(user, OPERATOR_SOURCE):
+            session.execute(statement)
     return result
+
+
+def _resubscribe(session: Session, user: User) -> None:
+    user.unsubscribed_at = None
+    if (lift := _lift(user)) is not None:
+        session.execute(lift)
 
 
 def resubscribe_email(session: Session, email: str) -> bool:
@@ -241,7 +277,7 @@ def resubscribe_email(session: Session, email: str) -> bool:
     user = _user_by_email(session, email)
     if user.unsubscribed_at is None:
         return False
-    user.unsubscribed_at = None
+    _resubscribe(session, user)
     return True
 
 
@@ -253,7 +289,8 @@ def resubscribe(session: Session, token: str, *, keys: Sequence[bytes]) -> bool:
     user_id = token_user_id(token)
     user = _verify(keys, token, session.get(User, user_id, with_for_update=True))
     was = user.unsubscribed_at is not None
-    user.unsubscribed_at = None
+    if was:
+        _resubscribe(session, user)
     return was
 
 

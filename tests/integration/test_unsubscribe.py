@@ -14,6 +14,7 @@ from jobs.accounts import register_user
 from jobs.db import session_factory
 from jobs.dev.sink import Sink
 from jobs.errors import ConfigError, InvalidUnsubscribeToken
+from jobs.mail.enqueue import enqueue_email
 from jobs.promotions.unsubscribe import make_token, signing_key, unsubscribe
 from jobs.settings import get_settings, load_settings
 from tests.conftest import count, faults
@@ -179,3 +180,78 @@ def test_without_secret_key_a_configured_database_is_a_config_error() -> None:
     settings = load_settings(SECRET_KEY=None, DATABASE_URL="postgresql://db/app")
     with pytest.raises(ConfigError, match="SECRET_KEY is not set"):
         signing_key(settings)
+
+
+def _listed(url: str) -> dict[str, tuple[str, str]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT address, reason, source FROM suppressions").fetchall()
+    return {address: (reason, source) for address, reason, source in rows}
+
+
+def _token(url: str, email: str) -> str:
+    user_id = count(url, f"SELECT id FROM users WHERE email = '{email}'")
+    return make_token(signing_key(get_settings()), user_id, email)
+
+
+def test_an_unsubscribe_goes_on_the_suppression_list_for_promotions_only(
+    database_url: str, smtp: Sink, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_users(database_url, 3)
+    assert cli.main(["unsubscribe", _token(database_url, "u0@example.com")]) == 0
+    assert cli.main(["unsubscribe", "--email", "U1@example.com"]) == 0
+    listed = _listed(database_url)
+    assert listed == {
+        "u0@example.com": ("unsubscribe", "unsubscribe link"),
+        "u1@example.com": ("unsubscribe", "operator: jobs unsubscribe --email"),
+    }
+    capsys.readouterr()
+    assert cli.main(["suppressions", "list"]) == 0
+    assert re.search(r"u0@example\.com +unsubscribe", capsys.readouterr().out)
+    with session_factory(database_url)() as session, session.begin():
+        enqueue_email(session, to="u0@example.com", template="welcome", context={"username": "u0"})
+    _promote_and_deliver(database_url)
+    assert sorted(str(m["To"]) for m in faults(smtp).parsed()) == [
+        "u0@example.com",  # the welcome email: an unsubscribe stops promotions only
+        "u2@example.com",
+    ]
+    assert cli.main(["resubscribe", "--email", "u1@example.com"]) == 0
+    assert list(_listed(database_url)) == ["u0@example.com"]
+
+
+def test_a_resubscribe_leaves_a_stronger_reason_on_the_list(database_url: str) -> None:
+    add_users(database_url, 1)
+    assert cli.main(["suppressions", "add", "u0@example.com", "--reason", "complaint"]) == 0
+    with session_factory(database_url)() as session, session.begin():
+        assert unsubscribe(session, _token(database_url, "u0@example.com")).already is False
+    assert _listed(database_url)["u0@example.com"][0] == "complaint"
+    assert cli.main(["resubscribe", "--email", "u0@example.com"]) == 0
+    assert _listed(database_url)["u0@example.com"][0] == "complaint"
+    assert count(database_url, "SELECT count(*) FROM users WHERE unsubscribed_at IS NULL") == 1
+
+
+def test_users_who_unsubscribed_before_the_list_recorded_it_are_put_on_it(
+    database_url: str,
+) -> None:
+    from alembic import command
+
+    from jobs.db.migrations import alembic_config, migrate
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    command.upgrade(alembic_config(database_url), "0015")
+    add_users(database_url, 2, unsubscribed=2)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE users SET email = 'Un1@Example.com' WHERE email = 'un1@example.com'")
+        conn.execute(
+            "INSERT INTO suppressions (address, reason, source)"
+            " VALUES ('un1@example.com', 'hard_bounce', 'smtp')"
+        )
+    migrate(database_url)
+    listed = _listed(database_url)
+    assert {a: r for a, (r, _) in listed.items()} == {
+        "un0@example.com": "unsubscribe",
+        "un1@example.com": "hard_bounce",  # already there: kept
+    }
+    command.downgrade(alembic_config(database_url), "0015")
+    assert list(_listed(database_url)) == ["un1@example.com"]
