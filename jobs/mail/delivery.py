@@ -21,7 +21,11 @@ taken; workers never fetch those. A job goes on taking full batches (up to
   with the reason, and the batch goes on; a user deactivated since → ``suppressed``;
 - transient trouble (4xx, timeout, lost connection) stops the job: what was
   sent is recorded, the rest stays ``pending`` for procrastinate's retry (or,
-  on the final attempt, becomes ``failed`` with the last reason).
+  on the final attempt, becomes ``failed`` with the last reason);
+- a "slow down" reply from a domain with a budget (`MAIL_DOMAIN_RATE_LIMITS`)
+  lowers that budget and leaves the row ``pending``, not tried: unless the job
+  is retried anyway, the task gives it a job of its own a few seconds later
+  (`Report.throttled`), so a throttling receiver costs no attempt.
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ class Report:
     runs: set[int] = field(default_factory=set)  # the promotion runs of the rows seen
     error: BaseException | None = field(default=None, repr=False)
     deferred: BaseException | None = field(default=None, repr=False)
+    throttled: list[int] = field(default_factory=list)  # own rows a "slow down" left pending
 
     @property
     def own_done(self) -> bool:
@@ -104,7 +109,8 @@ class Report:
 
     def finish(self) -> BaseException | None:
         """What the task raises once every batch is committed: the trouble that
-        stopped it, else a deferral (so that a retry sends the deferred rows)."""
+        stopped it, else a deferral (so that a retry sends the deferred rows).
+        Throttled rows are no reason to raise: a retry would cost the job an attempt."""
         return self.error or self.deferred
 
     def summary(self) -> dict[str, int]:
@@ -159,20 +165,24 @@ async def send_all(
     outcomes: dict[int, Outcome],
     run: Delivery,
     taken: Collection[int] = (),
-) -> tuple[BaseException | None, smtp.Deferred | None]:
+) -> tuple[BaseException | None, smtp.Deferred | None, list[int]]:
     """Send ``rows`` over up to ``pool.max_size`` connections at once.
 
     Fills ``outcomes`` as messages complete (so a cancelled caller still knows
-    what was sent). Returns the server trouble that stopped it, if any, and a
-    deferral (a 4xx for one message, which stays pending while the rest go on).
-    A deferred row in ``taken`` is left to its own job: it stays pending, and
-    is neither failed on this job's final attempt nor a reason to retry this job.
+    what was sent). Returns the server trouble that stopped it, if any, a
+    deferral (a 4xx for one message, which stays pending while the rest go on),
+    and the ids of the rows throttled (a "slow down" from a domain with a
+    budget: not tried, pending, never failed here, and no deferral).
+    A deferred or throttled row in ``taken`` is left to its own job: it stays
+    pending, and is neither failed on this job's final attempt nor a reason to
+    retry this job.
     """
     slots = await run.limiter.reserve(len(rows))
     by_domain = await run.domains.reserve(r.to_address for r in rows) if run.domains else []
     queue = iter(enumerate(rows))
     stop: list[BaseException] = []
     deferred: list[smtp.Deferred] = []
+    throttled: list[int] = []
 
     async def sender() -> None:
         for index, row in queue:  # one shared iterator: each row goes to one sender
@@ -205,10 +215,9 @@ async def send_all(
                     and run.domains is not None
                     and await run.domains.slow_down(row.to_address)  # its domain has a budget
                 ):
-                    outcome.attempted = False  # throttled, not tried: a retry takes it
+                    outcome.attempted = False  # throttled, not tried
                     outcome.error = f"{exc} (the receiver asked to slow down; budget lowered)"
-                    if row.id not in taken:  # a taken row is left to its own job
-                        deferred.append(exc)
+                    throttled.append(row.id)
                     continue
                 outcome.error = f"{exc} (server {run.mail.smtp.address})"
                 if row.id in taken:  # its own job, still waiting, retries it
@@ -233,7 +242,7 @@ async def send_all(
     async with asyncio.TaskGroup() as group:
         for _ in range(min(run.pool.max_size, len(rows))):
             group.create_task(sender())
-    return (stop[0] if stop else None), (deferred[0] if deferred else None)
+    return (stop[0] if stop else None), (deferred[0] if deferred else None), throttled
 
 
 async def deliver_batch(
@@ -245,7 +254,9 @@ async def deliver_batch(
     Server trouble or a cancellation (job timeout) ends the job: it is put in
     ``report.error`` for the caller to raise once this batch is committed. A
     deferred message does not: the job goes on, and raises at its end so that
-    a retry takes the deferred messages (see `Report.finish`).
+    a retry takes the deferred messages (see `Report.finish`). A throttled row of
+    the job's own goes to ``report.throttled``, for the caller to give a job of
+    its own; the final attempt does not fail it.
     """
     greedy = run.batch_size if report.own_done else run.batch_size // 2
     if report.todo is None:
@@ -281,10 +292,12 @@ async def deliver_batch(
             accepted.message_id,
         )
     reason: str | None = None
+    throttled: list[int] = []
     try:
         sendable = [row for row in rows if row.id not in outcomes]
-        error, deferred = await send_all(sendable, outcomes, run, taken)
+        error, deferred, throttled = await send_all(sendable, outcomes, run, taken)
         report.deferred = report.deferred or deferred
+        report.throttled += [i for i in throttled if i not in taken]
     except asyncio.CancelledError as exc:  # recorded below, then re-raised by the caller
         error, reason = exc, run.interrupted()
         for outcome in outcomes.values():
@@ -328,9 +341,12 @@ async def deliver_batch(
         tally.emails["deferred"] += sum(
             o.attempted for o in outcomes.values() if o.status == EmailStatus.PENDING
         )
-    if reason is not None and run.final_attempt:
+    tally.emails["deferred"] += len(throttled)  # not tried, never failed: sent later
+    if reason is not None and run.final_attempt:  # throttled rows get a job of their own
+        again = set(report.throttled)
+        left = [i for i in ids if i not in again]
         failed = await ledger.fail_pending(
-            session, ids, FailureKind.TRANSIENT_EXHAUSTED, ledger.TRANSIENT_EXHAUSTED + reason
+            session, left, FailureKind.TRANSIENT_EXHAUSTED, ledger.TRANSIENT_EXHAUSTED + reason
         )
         report.failed += failed
         tally.emails["failed"] += failed

@@ -55,7 +55,7 @@ JOB_DURATION = Histogram(
 )
 EMAILS = Counter(
     "jobs_emails",
-    "Emails this worker handled, by outcome (deferred: transient error, to be retried)",
+    "Emails this worker handled, by outcome (deferred: transient error or slow down, sent later)",
     ["outcome"],
 )
 DELIVERY_DURATION = Histogram(

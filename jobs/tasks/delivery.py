@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 
 from procrastinate import JobContext
 from procrastinate.exceptions import JobAborted
@@ -72,19 +73,36 @@ async def _defer_not_yet_due(session: AsyncSession, message_ids: list[int], prio
         logger.info("%d email(s) not due yet: deferred to %s", len(ids), due.isoformat())
 
 
+async def _defer_throttled(
+    session: AsyncSession, message_ids: list[int], priority: int, settings: Settings
+) -> None:
+    """Rows a receiver's "slow down" left pending get a job of their own a few seconds
+    later, instead of a retry that would cost this job an attempt; their domain's
+    lowered budget paces them then (`jobs.mail.ratelimit.DomainLimits`)."""
+    at = datetime.now(UTC) + timedelta(seconds=backoff(settings).delay(0))
+    await defer_delivery_async(session, message_ids, priority=priority, scheduled_at=at)
+    logger.info(
+        "%d email(s) throttled by their receiver: deferred to %s", len(message_ids), at.isoformat()
+    )
+
+
 @app.task(name=DELIVER_TASK, queue=EMAIL_QUEUE, retry=retry, pass_context=True)
 async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]:
     """Send the pending messages among ``message_ids``, one committed batch at a time.
 
     Server trouble is raised after the batch that met it is committed, and a
     deferred message (4xx for it) once every batch is, so procrastinate retries
-    the job for the rows still pending. When the job ends for good — its final
-    attempt, or an operator's `jobs cancel` — no row is left pending.
+    the job for the rows still pending. Rows throttled by their receiver ("slow
+    down") are no reason to retry: unless the job is retried anyway, they get a
+    job of their own, deferred with the last batch. When the job ends for good —
+    its final attempt, or an operator's `jobs cancel` — no row is left pending
+    without a job.
     """
     settings = get_settings()
     url = database_url(settings)
     final = backoff(settings).is_final(context.job.attempts)
     report = Report()
+    rescheduled: set[int] = set()  # throttled rows given a job of their own, committed
     try:
         run = await delivery_for(
             settings,
@@ -97,6 +115,10 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
             while not report.done:
                 async with session.begin():
                     tally = await deliver_batch(session, message_ids, report, run)
+                    again = report.done and (final or report.finish() is None)  # no retry
+                    if again and report.throttled:
+                        priority = context.job.priority
+                        await _defer_throttled(session, report.throttled, priority, settings)
                     if report.done and report.finish() is None:
                         if report.own_locked < len(set(message_ids)):  # some were not due?
                             await _defer_not_yet_due(session, message_ids, context.job.priority)
@@ -108,6 +130,8 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
                             result=report.summary(),
                         )
                 tally.publish()  # committed
+                if again:
+                    rescheduled.update(report.throttled)
         logger.info("email.deliver job %s: %s", context.job.id, report.summary())
         trouble = report.finish()  # raised once every batch is committed
         if trouble is not None:
@@ -120,11 +144,13 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
             raise JobAborted(f"job {context.job.id} was cancelled by an operator") from None
         if final:
             reason = ledger.TRANSIENT_EXHAUSTED + _interrupted(context, settings)
-            await _give_up(url, message_ids, FailureKind.TRANSIENT_EXHAUSTED, reason)
+            left = [i for i in message_ids if i not in rescheduled]
+            await _give_up(url, left, FailureKind.TRANSIENT_EXHAUSTED, reason)
         raise
     except Exception as exc:
         if final:
             reason = ledger.TRANSIENT_EXHAUSTED + describe(exc)
-            await _give_up(url, message_ids, FailureKind.TRANSIENT_EXHAUSTED, reason)
+            left = [i for i in message_ids if i not in rescheduled]
+            await _give_up(url, left, FailureKind.TRANSIENT_EXHAUSTED, reason)
         raise
     return report.summary()

@@ -13,8 +13,8 @@ sends them, and records the messages and finishes the jobs in one transaction, a
 a running delivery job does. Once it has caught up (no notification came during
 its sweep), it wakes procrastinate's fetch, which runs whatever the sweep left:
 jobs of several messages, other queues, retries, a message the server deferred
-(its job, unlocked at the commit, retries it). During a burst it sweeps again
-and again instead, and the fetch only runs as jobs end and at its polling
+or throttled (its job, unlocked at the commit, runs it). During a burst it sweeps
+again and again instead, and the fetch only runs as jobs end and at its polling
 interval: fetching and starting a job per email is what the sweeper spares.
 
 A sweep that fails (the database or the SMTP server away) is logged and changes

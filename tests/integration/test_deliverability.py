@@ -13,7 +13,10 @@ from jobs import cli
 from jobs.db import session_factory
 from jobs.dev.sink import Sink
 from jobs.mail.enqueue import enqueue_email
-from tests.conftest import count, drain, faults
+from jobs.results.store import read_result
+from jobs.tasks import BULK_PRIORITY, DELIVER_TASK, TRANSACTIONAL_PRIORITY
+from jobs.worker.run import run_worker
+from tests.conftest import count, drain, faults, queue_chunk
 from tests.integration.test_promotion import add_users, drain_all, recipients, run
 from tests.smtp import FaultyHandler
 
@@ -181,3 +184,77 @@ def test_a_receiver_asking_to_slow_down_lowers_its_domain_budget(
     assert count(database_url, slowed) == 1
     drain_all(database_url)  # the retry goes through, on the lowered budget
     assert _row(database_url, first)[0] == "sent"
+
+
+def _deliveries(url: str) -> list[tuple[str, int, int, bool, list[int]]]:
+    """Each delivery job: status, attempts, priority, scheduled in the future, its ids."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT status, attempts, priority, scheduled_at > now(), args->'message_ids'"
+            " FROM procrastinate_jobs WHERE task_name = %s ORDER BY id",
+            (DELIVER_TASK,),
+        ).fetchall()
+    return [(str(s), int(a), int(p), bool(later), list(ids)) for s, a, p, later, ids in rows]
+
+
+def _emails(outcome: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("jobs_emails_total", {"outcome": outcome}) or 0.0
+
+
+def test_a_throttled_email_costs_its_job_no_attempt(
+    database_url: str, smtp: Sink, env: Any
+) -> None:
+    env(MAIL_DOMAIN_RATE_LIMITS="slow.example=50", MAIL_MAX_ATTEMPTS="1")
+    faults(smtp).data_replies.append("421 4.7.0 too many messages, slow down")
+    first = _welcome(database_url, "a@slow.example")
+    deferred = _emails("deferred")
+    run(run_worker(drain=True))  # the jobs due now, no time travel
+    assert _row(database_url, first)[0] == "pending"  # not failed on the only attempt
+    assert _emails("deferred") == deferred + 1  # not tried, to be sent later
+    [ran, again] = _deliveries(database_url)
+    assert ran[0] == "succeeded"
+    assert again == ("todo", 0, TRANSACTIONAL_PRIORITY, True, [first])  # a few seconds later
+    job = count(database_url, "SELECT min(id) FROM procrastinate_jobs")
+    with session_factory(database_url)() as session:
+        assert read_result(session, job).value == {"sent": 0, "failed": 0, "suppressed": 0}
+    drain_all(database_url)
+    assert _row(database_url, first)[0] == "sent"
+    assert recipients(smtp) == Counter({"a@slow.example": 1})
+    assert {job[0] for job in _deliveries(database_url)} == {"succeeded"}
+
+
+def test_a_throttled_email_goes_with_its_jobs_retry_when_another_is_deferred(
+    database_url: str, smtp: Sink, env: Any
+) -> None:
+    env(MAIL_DOMAIN_RATE_LIMITS="example.com=50", MAIL_MAX_ATTEMPTS="3")
+    faults(smtp).refuse["user1@example.com"] = "421 4.7.0 too many messages, slow down"
+    faults(smtp).refuse["user2@example.com"] = "450 4.2.0 greylisted, try again later"
+    ids = queue_chunk(database_url, 3)[0]
+    run(run_worker(drain=True))
+    assert [_row(database_url, i)[0] for i in ids] == ["sent", "pending", "pending"]
+    assert _deliveries(database_url) == [("todo", 1, BULK_PRIORITY, True, ids)]  # the retry
+    faults(smtp).refuse.clear()
+    drain_all(database_url)
+    assert [_row(database_url, i)[0] for i in ids] == ["sent"] * 3
+    assert recipients(smtp) == Counter({f"user{i}@example.com": 1 for i in range(3)})
+    assert [job[0] for job in _deliveries(database_url)] == ["succeeded"]
+
+
+def test_the_final_attempt_fails_a_deferred_email_but_not_a_throttled_one(
+    database_url: str, smtp: Sink, env: Any
+) -> None:
+    env(MAIL_DOMAIN_RATE_LIMITS="example.com=50", MAIL_MAX_ATTEMPTS="1")
+    faults(smtp).refuse["user1@example.com"] = "421 4.7.0 too many messages, slow down"
+    faults(smtp).refuse["user2@example.com"] = "450 4.2.0 greylisted, try again later"
+    ids = queue_chunk(database_url, 3)[0]
+    run(run_worker(drain=True))
+    assert [_row(database_url, i)[0] for i in ids] == ["sent", "pending", "failed"]
+    [ran, again] = _deliveries(database_url)
+    assert ran[0] == "failed"  # its deferred email is exhausted
+    assert again == ("todo", 0, BULK_PRIORITY, True, [ids[1]])  # same priority, later
+    faults(smtp).refuse.clear()
+    drain_all(database_url)
+    assert [_row(database_url, i)[0] for i in ids] == ["sent", "sent", "failed"]
+    assert recipients(smtp) == Counter({"user0@example.com": 1, "user1@example.com": 1})
