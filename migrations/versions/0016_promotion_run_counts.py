@@ -22,7 +22,8 @@ the run's counter rows go with it (ON DELETE CASCADE).
 
 The counts of existing runs are filled in in the same transaction, after the
 triggers are created: creating a trigger locks out writes to `email_messages`
-until the commit, so no change falls between the back-fill and the triggers.
+until the commit, so no change falls between the back-fill and the triggers
+(writes, sign-ups' inserts too, wait for the back-fill's scan of the ledger).
 """
 
 from __future__ import annotations

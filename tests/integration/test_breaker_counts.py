@@ -283,3 +283,32 @@ def test_a_check_reads_no_message_of_the_run(database_url: str) -> None:
     assert after_messages[0] == before[0]  # check_messages: no sequential scan,
     assert after_messages[1] - after_runs[1] <= 1  # one look-up of the row it names
     assert counts(database_url) == {1: (1500, 0, 0)}
+
+
+def test_the_migration_fills_in_the_counts_of_existing_runs(database_url: str) -> None:
+    from alembic import command
+
+    from jobs.db.migrations import alembic_config, migrate
+
+    command.downgrade(alembic_config(database_url), "0015")
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO campaigns (name, subject, title, content, link_path)"
+            " VALUES ('c', 's', 't', 'c', '/')"
+        )
+        conn.execute(
+            "INSERT INTO promotion_runs (campaign_id, period)"
+            " VALUES (1, '2026-01-01'), (1, '2026-01-02'), (1, '2026-01-03')"
+        )
+        conn.execute(
+            "INSERT INTO email_messages (idempotency_key, kind, to_address, template,"
+            " promotion_run_id, status, failure_kind, feedback)"
+            " SELECT 'k' || g, 'promotion', 'r' || g || '@example.com', 'promotion',"
+            " CASE WHEN g % 7 = 0 THEN NULL ELSE 1 + g % 2 END,"
+            " (ARRAY['pending', 'sent', 'failed', 'sent'])[1 + g % 4],"
+            " CASE WHEN g % 4 = 2 THEN (ARRAY['rejected', 'cancelled'])[1 + g % 3 % 2] END,"
+            " (ARRAY[NULL, 'hard_bounce', 'complaint', 'soft_bounce', NULL])[1 + g % 5]"
+            " FROM generate_series(1, 200) AS g"
+        )
+    migrate(database_url)
+    assert set(counts(database_url)) == {1, 2}  # run 3 has no rows
