@@ -209,6 +209,28 @@ class PromotionRun(Base):
         return f"PromotionRun(id={self.id!r}, period={self.period!r})"
 
 
+class PromotionRunCount(Base):
+    """One shard of a promotion run's circuit-breaker counts (`jobs.feedback.breaker`).
+
+    Kept by PostgreSQL (triggers on ``email_messages``, migration 0017): a statement
+    that changes a run's rows adds what it changed to the shard of its backend, so a
+    run's counts are the sums over its (at most 16) rows.
+    """
+
+    __tablename__ = "promotion_run_counts"
+
+    run_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("promotion_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    sample: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))  # sent or 5xx
+    bounces: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))  # 5xx, hard
+    complaints: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+    def __repr__(self) -> str:
+        return f"PromotionRunCount(run_id={self.run_id!r}, shard={self.shard!r})"
+
+
 # Results -----------------------------------------------------------
 
 
