@@ -210,7 +210,8 @@ class PromotionRun(Base):
 
 
 class PromotionRunCount(Base):
-    """One shard of a promotion run's circuit-breaker counts (`jobs.feedback.breaker`).
+    """One shard of a promotion run's counts: the circuit breaker's (`jobs.feedback.breaker`)
+    and the sent / failed / refused that `jobs status`, /metrics and the dashboard show.
 
     Kept by PostgreSQL (triggers on ``email_messages``, migration 0017): a statement
     that changes a run's rows adds what it changed to the shard of its backend, so a
@@ -226,6 +227,9 @@ class PromotionRunCount(Base):
     sample: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))  # sent or 5xx
     bounces: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))  # 5xx, hard
     complaints: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    sent: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    failed: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    refused: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))  # 5xx
 
     def __repr__(self) -> str:
         return f"PromotionRunCount(run_id={self.run_id!r}, shard={self.shard!r})"

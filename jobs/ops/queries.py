@@ -138,22 +138,23 @@ def ledger(session: Session) -> Ledger:
     return Ledger(int(pending), None if oldest is None else float(oldest), created)
 
 
+# A run's counts are the sums of its counter rows (`jobs.models.PromotionRunCount`,
+# kept by triggers): a scrape reads no ledger row, however large the runs.
 _RUNS = text(
     """
     SELECT r.id, c.name AS campaign, r.period, r.total_users, r.queued,
-           count(m.id) FILTER (WHERE m.status = 'sent') AS sent,
-           count(m.id) FILTER (WHERE m.status = 'failed') AS failed,
-           count(m.id) FILTER (WHERE m.failure_kind = 'rejected' OR m.feedback = 'hard_bounce')
-               AS bounced,
-           count(m.id) FILTER (WHERE m.feedback = 'complaint') AS complaints,
-           count(m.id) FILTER (WHERE m.failure_kind = 'rejected') AS refused,
+           CAST(coalesce(sum(k.sent), 0) AS bigint) AS sent,
+           CAST(coalesce(sum(k.failed), 0) AS bigint) AS failed,
+           CAST(coalesce(sum(k.bounces), 0) AS bigint) AS bounced,
+           CAST(coalesce(sum(k.complaints), 0) AS bigint) AS complaints,
+           CAST(coalesce(sum(k.refused), 0) AS bigint) AS refused,
            CASE WHEN r.cancelled_at IS NOT NULL THEN 'cancelled'
                 WHEN r.paused_at IS NOT NULL THEN 'paused'
                 WHEN r.finished_at IS NOT NULL THEN 'finished' ELSE 'running' END AS state,
            r.started_at, r.finished_at
     FROM (SELECT * FROM promotion_runs ORDER BY id DESC LIMIT :n) AS r
     JOIN campaigns AS c ON c.id = r.campaign_id
-    LEFT JOIN email_messages AS m ON m.promotion_run_id = r.id
+    LEFT JOIN promotion_run_counts AS k ON k.run_id = r.id
     GROUP BY r.id, c.name, r.period, r.total_users, r.queued, r.started_at, r.finished_at,
              r.paused_at, r.cancelled_at
     ORDER BY r.id DESC
@@ -162,7 +163,7 @@ _RUNS = text(
 
 
 def promotion_runs(session: Session, *, limit: int = 5) -> list[dict[str, Any]]:
-    """The latest promotion runs with their counts (read off the ledger), their
+    """The latest promotion runs with their counts (from their counter rows), their
     hard-bounce and complaint rates (over sent + refused) and their state."""
     rows = [dict(row._mapping) for row in session.execute(_RUNS, {"n": limit})]
     for row in rows:

@@ -40,38 +40,49 @@ depends_on: str | Sequence[str] | None = None
 
 SHARDS = 16
 
+# What each counter counts: the breaker's sample, bounces and complaints, and
+# the sent, failed and refused counts `jobs status`, /metrics and the dashboard show.
+COUNTERS = {
+    "sample": "status = 'sent' OR failure_kind = 'rejected'",
+    "bounces": "failure_kind = 'rejected' OR feedback = 'hard_bounce'",
+    "complaints": "feedback = 'complaint'",
+    "sent": "status = 'sent'",
+    "failed": "status = 'failed'",
+    "refused": "failure_kind = 'rejected'",
+}
+NAMES = ", ".join(COUNTERS)
+
 # A set of ledger rows' counts per run, negated with sign "-". Rows that count
 # nothing are dropped first: the pending ones, a batch's rows before it sends.
-_COUNTS = """
-    SELECT promotion_run_id AS run_id,
-           {sign}count(*) FILTER (WHERE status = 'sent' OR failure_kind = 'rejected') AS sample,
-           {sign}count(*) FILTER (WHERE failure_kind = 'rejected' OR feedback = 'hard_bounce')
-               AS bounces,
-           {sign}count(*) FILTER (WHERE feedback = 'complaint') AS complaints
+_COUNTS = (
+    "SELECT promotion_run_id AS run_id, "
+    + ", ".join(
+        f"{{sign}}count(*) FILTER (WHERE {rule}) AS {name}" for name, rule in COUNTERS.items()
+    )
+    + """
       FROM {rows}
      WHERE promotion_run_id IS NOT NULL
-       AND (status = 'sent' OR failure_kind = 'rejected'
+       AND (status IN ('sent', 'failed') OR failure_kind = 'rejected'
             OR feedback IN ('hard_bounce', 'complaint'))
      GROUP BY promotion_run_id
 """
+)
 
 
 def _add(*parts: str) -> str:
     """The statement adding the sum of ``parts`` (`_COUNTS` queries) to the counters."""
     union = "\n UNION ALL ".join(parts)
+    sums = ", ".join(f"sum({name})::bigint AS {name}" for name in COUNTERS)
+    changed = " OR ".join(f"d.{name} <> 0" for name in COUNTERS)
+    added = ", ".join(f"{name} = c.{name} + excluded.{name}" for name in COUNTERS)
     return f"""
-    INSERT INTO promotion_run_counts AS c (run_id, shard, sample, bounces, complaints)
-    SELECT d.run_id, pg_backend_pid() % {SHARDS}, d.sample, d.bounces, d.complaints
-      FROM (SELECT run_id, sum(sample)::bigint AS sample, sum(bounces)::bigint AS bounces,
-                   sum(complaints)::bigint AS complaints
-              FROM ({union}) AS t
-             GROUP BY run_id) AS d
-     WHERE (d.sample, d.bounces, d.complaints) <> (0, 0, 0)
+    INSERT INTO promotion_run_counts AS c (run_id, shard, {NAMES})
+    SELECT d.run_id, pg_backend_pid() % {SHARDS}, {", ".join(f"d.{n}" for n in COUNTERS)}
+      FROM (SELECT run_id, {sums} FROM ({union}) AS t GROUP BY run_id) AS d
+     WHERE ({changed})
        AND EXISTS (SELECT FROM promotion_runs AS r WHERE r.id = d.run_id)
      ORDER BY d.run_id
-        ON CONFLICT (run_id, shard) DO UPDATE
-       SET sample = c.sample + excluded.sample, bounces = c.bounces + excluded.bounces,
-           complaints = c.complaints + excluded.complaints
+        ON CONFLICT (run_id, shard) DO UPDATE SET {added}
     """
 
 
@@ -99,9 +110,10 @@ def upgrade() -> None:
         "promotion_run_counts",
         sa.Column("run_id", sa.BigInteger(), nullable=False),
         sa.Column("shard", sa.SmallInteger(), nullable=False),
-        sa.Column("sample", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
-        sa.Column("bounces", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
-        sa.Column("complaints", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
+        *(
+            sa.Column(name, sa.BigInteger(), server_default=sa.text("0"), nullable=False)
+            for name in COUNTERS
+        ),
         sa.ForeignKeyConstraint(
             ["run_id"],
             ["promotion_runs.id"],
@@ -133,8 +145,8 @@ def upgrade() -> None:
         """
     )
     op.execute(
-        "INSERT INTO promotion_run_counts (run_id, shard, sample, bounces, complaints)"
-        " SELECT run_id, 0, sample, bounces, complaints FROM ("
+        f"INSERT INTO promotion_run_counts (run_id, shard, {NAMES})"
+        f" SELECT run_id, 0, {NAMES} FROM ("
         + _COUNTS.format(sign="", rows="email_messages")
         + ") AS t"
     )

@@ -20,40 +20,46 @@ from jobs.dev.sink import Sink
 from jobs.feedback import breaker
 from jobs.feedback.config import policy
 from jobs.feedback.events import Event, record
+from jobs.ops.queries import promotion_runs
 from jobs.ops.retention import prune
 from jobs.promotions.unsubscribe import unsubscribe_email
 from jobs.settings import get_settings
 from tests.conftest import drain, faults
 from tests.integration.test_promotion import add_users, run
 
-Counts = dict[int, tuple[int, int, int]]
+Counts = dict[int, tuple[int, ...]]
 
-# What the breaker counted before the counters: every message of the run.
+# What the breaker (sample, bounces, complaints) and the run listings (sent, failed,
+# refused) counted before the counters: every message of the run.
 COUNTED = """
     SELECT promotion_run_id,
            count(*) FILTER (WHERE status = 'sent' OR failure_kind = 'rejected'),
            count(*) FILTER (WHERE failure_kind = 'rejected' OR feedback = 'hard_bounce'),
-           count(*) FILTER (WHERE feedback = 'complaint')
+           count(*) FILTER (WHERE feedback = 'complaint'),
+           count(*) FILTER (WHERE status = 'sent'),
+           count(*) FILTER (WHERE status = 'failed'),
+           count(*) FILTER (WHERE failure_kind = 'rejected')
       FROM email_messages WHERE promotion_run_id IS NOT NULL GROUP BY 1
 """
 KEPT = """
-    SELECT run_id, sum(sample), sum(bounces), sum(complaints)
+    SELECT run_id, sum(sample), sum(bounces), sum(complaints), sum(sent), sum(failed),
+           sum(refused)
       FROM promotion_run_counts GROUP BY 1
 """
 
 
 def _nonzero(rows: Iterable[Any]) -> Counts:
-    return {
-        int(run_id): (int(s), int(b), int(c)) for run_id, s, b, c in rows if (s, b, c) != (0, 0, 0)
-    }
+    counted = {int(run_id): tuple(int(n) for n in numbers) for run_id, *numbers in rows}
+    return {run_id: numbers for run_id, numbers in counted.items() if any(numbers)}
 
 
 def counts(url: str) -> Counts:
-    """The counters' sums per run, asserted equal to a count of the messages."""
+    """The breaker's counts per run (sample, bounces, complaints), with every counter
+    asserted equal to a count of the messages."""
     with psycopg.connect(url) as conn:
         counted, kept = _nonzero(conn.execute(COUNTED)), _nonzero(conn.execute(KEPT))
     assert kept == counted
-    return kept
+    return {run_id: numbers[:3] for run_id, numbers in kept.items() if any(numbers[:3])}
 
 
 @pytest.fixture(autouse=True)
@@ -283,6 +289,11 @@ def test_a_check_reads_no_message_of_the_run(database_url: str) -> None:
     assert after_messages[0] == before[0]  # check_messages: no sequential scan,
     assert after_messages[1] - after_runs[1] <= 1  # one look-up of the row it names
     assert counts(database_url) == {1: (1500, 0, 0)}
+    with session_factory(database_url)() as session, session.begin():
+        listed = session.execute(STATS).one()
+        (shown,) = promotion_runs(session)  # `jobs status`, /metrics, the dashboard
+        assert session.execute(STATS).one() == listed  # read off the counters too
+    assert (shown["sent"], shown["failed"], shown["refused"]) == (1500, 0, 0)
 
 
 def test_the_migration_fills_in_the_counts_of_existing_runs(database_url: str) -> None:

@@ -162,10 +162,13 @@ def test_promotion_runs_are_shown_latest_first_with_their_counts(
             " FROM campaigns AS c, generate_series(1, 2) AS n WHERE c.name = 'default'"
         )
         conn.execute(
-            "INSERT INTO email_messages (idempotency_key, kind, to_address, template, status,"
+            "INSERT INTO email_messages (idempotency_key, kind, to_address, template,"
             " promotion_run_id) VALUES ('promotion:1:1', 'promotion', 'a@example.com',"
-            " 'promotion', 'sent', 1), ('promotion:1:2', 'promotion', 'b@example.com',"
-            " 'promotion', 'failed', 1)"
+            " 'promotion', 1), ('promotion:1:2', 'promotion', 'b@example.com', 'promotion', 1)"
+        )  # pending, then delivered as a worker records them
+        conn.execute(
+            "UPDATE email_messages SET status = CASE to_address WHEN 'a@example.com'"
+            " THEN 'sent' ELSE 'failed' END"
         )
     runs = json.loads(_status(capsys, "--json"))["promotion_runs"]
     assert [(r["id"], r["campaign"], r["total_users"], r["sent"], r["failed"]) for r in runs] == [
