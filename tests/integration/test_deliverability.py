@@ -258,3 +258,23 @@ def test_the_final_attempt_fails_a_deferred_email_but_not_a_throttled_one(
     drain_all(database_url)
     assert [_row(database_url, i)[0] for i in ids] == ["sent", "sent", "failed"]
     assert recipients(smtp) == Counter({"user0@example.com": 1, "user1@example.com": 1})
+
+
+def test_server_trouble_on_the_final_attempt_leaves_a_throttled_email_to_its_new_job(
+    database_url: str, smtp: Sink, env: Any
+) -> None:
+    env(MAIL_DOMAIN_RATE_LIMITS="example.com=50", MAIL_MAX_ATTEMPTS="1")
+    faults(smtp).refuse["user1@example.com"] = "421 4.7.0 too many messages, slow down"
+    faults(smtp).refuse["user2@example.com"] = "421 4.3.2 shutting down"  # the server's trouble
+    ids = queue_chunk(database_url, 3)[0]
+    run(run_worker(drain=True))
+    states = [_row(database_url, i)[0] for i in ids]
+    assert states[0] in ("sent", "failed")  # sent, or stopped by the trouble and given up
+    assert states[1:] == ["pending", "failed"]
+    [ran, again] = _deliveries(database_url)
+    assert ran[0] == "failed"
+    assert again == ("todo", 0, BULK_PRIORITY, True, [ids[1]])
+    faults(smtp).refuse.clear()
+    drain_all(database_url)
+    assert _row(database_url, ids[1])[0] == "sent"
+    assert recipients(smtp)["user1@example.com"] == 1
