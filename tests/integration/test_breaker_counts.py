@@ -214,17 +214,23 @@ def _apply(conn: psycopg.Connection[Any], ids: list[int], change: tuple[Any, ...
         conn.execute("DELETE FROM email_messages WHERE id = ANY(%s)", (chosen,))
 
 
-@pytest.fixture
-def two_runs(database_url: str) -> str:
-    with psycopg.connect(database_url) as conn:
+def _runs(url: str, n: int) -> None:
+    """A campaign (id 1) with promotion runs 1..``n``."""
+    with psycopg.connect(url) as conn:
         conn.execute(
             "INSERT INTO campaigns (name, subject, title, content, link_path)"
             " VALUES ('c', 's', 't', 'c', '/')"
         )
         conn.execute(
             "INSERT INTO promotion_runs (campaign_id, period)"
-            " VALUES (1, '2026-01-01'), (1, '2026-01-02')"
+            " SELECT 1, date '2026-01-01' + g FROM generate_series(0, %s - 1) AS g",
+            (n,),
         )
+
+
+@pytest.fixture
+def two_runs(database_url: str) -> str:
+    _runs(database_url, 2)
     return database_url
 
 
@@ -302,15 +308,8 @@ def test_the_migration_fills_in_the_counts_of_existing_runs(database_url: str) -
     from jobs.db.migrations import alembic_config, migrate
 
     command.downgrade(alembic_config(database_url), "0016")
+    _runs(database_url, 3)
     with psycopg.connect(database_url) as conn:
-        conn.execute(
-            "INSERT INTO campaigns (name, subject, title, content, link_path)"
-            " VALUES ('c', 's', 't', 'c', '/')"
-        )
-        conn.execute(
-            "INSERT INTO promotion_runs (campaign_id, period)"
-            " VALUES (1, '2026-01-01'), (1, '2026-01-02'), (1, '2026-01-03')"
-        )
         conn.execute(
             "INSERT INTO email_messages (idempotency_key, kind, to_address, template,"
             " promotion_run_id, status, failure_kind, feedback)"

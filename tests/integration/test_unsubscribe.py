@@ -236,10 +236,7 @@ def test_users_who_unsubscribed_before_the_list_recorded_it_are_put_on_it(
 
     from jobs.db.migrations import alembic_config, migrate
 
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-    command.upgrade(alembic_config(database_url), "0015")
+    command.downgrade(alembic_config(database_url), "0015")
     add_users(database_url, 2, unsubscribed=2)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("UPDATE users SET email = 'Un1@Example.com' WHERE email = 'un1@example.com'")
