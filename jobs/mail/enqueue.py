@@ -45,8 +45,13 @@ def delivery_job(
     *,
     priority: int = TRANSACTIONAL_PRIORITY,
     scheduled_at: datetime | None = None,
+    throttled_since: datetime | None = None,
 ) -> Job:
-    """The `email.deliver` job for ``message_ids`` (due at ``scheduled_at``, None: now)."""
+    """The `email.deliver` job for ``message_ids`` (due at ``scheduled_at``, None: now);
+    ``throttled_since``: when their receiver first asked to slow down (`jobs.tasks.delivery`)."""
+    kwargs: dict[str, Any] = {"message_ids": list(message_ids)}
+    if throttled_since is not None:
+        kwargs["throttled_since"] = throttled_since.isoformat()
     return Job(
         id=None,
         queue=EMAIL_QUEUE,
@@ -54,7 +59,7 @@ def delivery_job(
         priority=priority,
         lock=None,
         queueing_lock=None,
-        task_kwargs={"message_ids": list(message_ids)},
+        task_kwargs=kwargs,
         scheduled_at=scheduled_at,
     )
 
@@ -75,10 +80,13 @@ async def defer_delivery_async(
     *,
     priority: int = TRANSACTIONAL_PRIORITY,
     scheduled_at: datetime | None = None,
+    throttled_since: datetime | None = None,
 ) -> int:
     """`defer_delivery` for an `AsyncSession`."""
     raw = (await (await session.connection()).get_raw_connection()).driver_connection
-    job = delivery_job(message_ids, priority=priority, scheduled_at=scheduled_at)
+    job = delivery_job(
+        message_ids, priority=priority, scheduled_at=scheduled_at, throttled_since=throttled_since
+    )
     [job] = await _async_jobs.batch_defer_jobs_async([job], connection=raw)
     assert job.id is not None
     return job.id

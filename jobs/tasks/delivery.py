@@ -73,28 +73,65 @@ async def _defer_not_yet_due(session: AsyncSession, message_ids: list[int], prio
         logger.info("%d email(s) not due yet: deferred to %s", len(ids), due.isoformat())
 
 
-async def _defer_throttled(
-    session: AsyncSession, message_ids: list[int], priority: int, settings: Settings
-) -> None:
+async def _throttled(
+    session: AsyncSession,
+    report: Report,
+    priority: int,
+    settings: Settings,
+    since: datetime | None,
+) -> int:
     """Rows a receiver's "slow down" left pending get a job of their own a few seconds
     later, instead of a retry that would cost this job an attempt; their domain's
-    lowered budget paces them then (`jobs.mail.ratelimit.DomainLimits`)."""
-    at = datetime.now(UTC) + timedelta(seconds=backoff(settings).delay(0))
-    await defer_delivery_async(session, message_ids, priority=priority, scheduled_at=at)
-    logger.info(
-        "%d email(s) throttled by their receiver: deferred to %s", len(message_ids), at.isoformat()
+    lowered budget paces them then (`jobs.mail.ratelimit.DomainLimits`). Once the
+    receiver has asked for longer than this job's retries could last
+    (`Backoff.window`), they fail instead; how many failed."""
+    now = datetime.now(UTC)
+    policy = backoff(settings)
+    if since is not None and (now - since).total_seconds() > policy.window():
+        reason = (
+            f"{ledger.TRANSIENT_EXHAUSTED}the receiver has asked to slow down since "
+            f"{since.isoformat(timespec='seconds')}"
+        )
+        failed = await ledger.fail_pending(
+            session, report.throttled, FailureKind.TRANSIENT_EXHAUSTED, reason
+        )
+        logger.warning("%d throttled email(s) failed: %s", failed, reason)
+        return failed
+    at = now + timedelta(seconds=policy.delay(0))
+    await defer_delivery_async(
+        session, report.throttled, priority=priority, scheduled_at=at, throttled_since=since or now
     )
+    logger.info(
+        "%d email(s) throttled by their receiver: deferred to %s",
+        len(report.throttled),
+        at.isoformat(),
+    )
+    return 0
+
+
+def _since(value: str | None) -> datetime | None:
+    """The ``throttled_since`` argument; a value that is not an aware time counts as unset."""
+    if value is None:
+        return None
+    try:
+        since = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return since if since.tzinfo is not None else None
 
 
 @app.task(name=DELIVER_TASK, queue=EMAIL_QUEUE, retry=retry, pass_context=True)
-async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]:
+async def deliver(
+    context: JobContext, message_ids: list[int], throttled_since: str | None = None
+) -> dict[str, int]:
     """Send the pending messages among ``message_ids``, one committed batch at a time.
 
     Server trouble is raised after the batch that met it is committed, and a
     deferred message (4xx for it) once every batch is, so procrastinate retries
     the job for the rows still pending. Rows throttled by their receiver ("slow
     down") are no reason to retry: unless the job is retried anyway, they get a
-    job of their own, deferred with the last batch. When the job ends for good —
+    job of their own, deferred with the last batch, which carries ``throttled_since``
+    (ISO 8601: when their receiver first asked). When the job ends for good —
     its final attempt, or an operator's `jobs cancel` — no row is left pending
     without a job.
     """
@@ -117,8 +154,15 @@ async def deliver(context: JobContext, message_ids: list[int]) -> dict[str, int]
                     tally = await deliver_batch(session, message_ids, report, run)
                     again = report.done and (final or report.finish() is None)  # no retry
                     if again and report.throttled:
-                        priority = context.job.priority
-                        await _defer_throttled(session, report.throttled, priority, settings)
+                        failed = await _throttled(
+                            session,
+                            report,
+                            context.job.priority,
+                            settings,
+                            _since(throttled_since),
+                        )
+                        report.failed += failed
+                        tally.emails["failed"] += failed
                     if report.done and report.finish() is None:
                         if report.own_locked < len(set(message_ids)):  # some were not due?
                             await _defer_not_yet_due(session, message_ids, context.job.priority)

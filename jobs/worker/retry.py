@@ -29,13 +29,21 @@ class Backoff:
         """Whether the run after ``previous_attempts`` failed runs is the last one."""
         return previous_attempts + 1 >= self.max_attempts
 
+    def window(self) -> float:
+        """Seconds the retries of a job can span at most: every capped delay between
+        its ``max_attempts`` runs, jitter aside."""
+        return sum(self._ceiling(n) for n in range(self.max_attempts - 1))
+
+    def _ceiling(self, previous_attempts: int) -> float:
+        return min(self.max_delay, self.base_delay * 2.0 ** min(previous_attempts, 60))
+
     def delay(self, previous_attempts: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after run number ``previous_attempts + 1`` failed.
 
         "Equal jitter": a random point in the upper half of the capped
         exponential delay, so retries of many jobs spread out but still grow.
         """
-        ceiling = min(self.max_delay, self.base_delay * 2.0 ** min(previous_attempts, 60))
+        ceiling = self._ceiling(previous_attempts)
         return (rng or random).uniform(ceiling / 2, ceiling)
 
 

@@ -278,3 +278,41 @@ def test_server_trouble_on_the_final_attempt_leaves_a_throttled_email_to_its_new
     drain_all(database_url)
     assert _row(database_url, ids[1])[0] == "sent"
     assert recipients(smtp)["user1@example.com"] == 1
+
+
+def _throttled_since(url: str) -> list[str | None]:
+    """Each delivery job's ``throttled_since`` argument, oldest job first."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT args->>'throttled_since' FROM procrastinate_jobs WHERE task_name = %s"
+            " ORDER BY id",
+            (DELIVER_TASK,),
+        ).fetchall()
+    return [since for (since,) in rows]
+
+
+def test_a_receiver_that_keeps_asking_to_slow_down_fails_the_email_in_the_end(
+    database_url: str, smtp: Sink, env: Any
+) -> None:
+    env(MAIL_DOMAIN_RATE_LIMITS="slow.example=50", MAIL_MAX_ATTEMPTS="3")  # window 10 + 20 s
+    faults(smtp).refuse["a@slow.example"] = "421 4.7.0 too many messages, slow down"
+    first = _welcome(database_url, "a@slow.example")
+    run(run_worker(drain=True))
+    [none, since] = _throttled_since(database_url)
+    assert none is None
+    assert since is not None  # when the receiver first asked
+    run(drain(fast_forward=1))  # asked again within the window: a new job, the same time
+    assert _row(database_url, first)[0] == "pending"
+    assert _throttled_since(database_url) == [None, since, since]
+    with psycopg.connect(database_url) as conn:  # the receiver asked 31 s ago
+        conn.execute(
+            "UPDATE procrastinate_jobs SET args = jsonb_set(args, '{throttled_since}',"
+            " to_jsonb((now() - interval '31 s')::text)) WHERE args ? 'throttled_since'"
+        )
+    drain_all(database_url)
+    status, reason = _row(database_url, first)
+    assert status == "failed"
+    assert reason is not None
+    assert "asked to slow down since" in reason
+    assert recipients(smtp) == Counter()
+    assert {job[0] for job in _deliveries(database_url)} == {"succeeded"}

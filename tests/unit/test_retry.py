@@ -26,6 +26,13 @@ def test_delays_double_with_jitter_and_stop_at_the_cap() -> None:
         assert len({round(d, 3) for d in delays}) > 100  # jittered, not one fixed value
 
 
+def test_the_window_is_every_capped_delay_between_the_runs() -> None:
+    assert BACKOFF.window() == 10 + 20 + 40 + 60  # 5 runs, 4 waits
+    assert Backoff(max_attempts=1, base_delay=10, max_delay=60).window() == 0
+    defaults = Backoff(max_attempts=10, base_delay=10, max_delay=1800)
+    assert defaults.window() == 10 * (2**8 - 1) + 1800  # about 72 minutes
+
+
 def test_retries_transient_errors_until_the_last_attempt() -> None:
     strategy = BackoffRetry(lambda: BACKOFF, (OSError,))
     decision = strategy.get_retry_decision(exception=ConnectionResetError(), job=_job(2))
