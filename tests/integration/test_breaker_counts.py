@@ -322,3 +322,22 @@ def test_the_migration_fills_in_the_counts_of_existing_runs(database_url: str) -
         )
     migrate(database_url)
     assert set(counts(database_url)) == {1, 2}  # run 3 has no rows
+
+
+def test_rows_moved_out_of_a_run_or_into_one_are_counted_where_they_go(two_runs: str) -> None:
+    with psycopg.connect(two_runs, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO email_messages (idempotency_key, kind, to_address, template,"
+            " promotion_run_id) SELECT 'k' || g, 'promotion', 'r' || g || '@example.com',"
+            " 'promotion', 1 FROM generate_series(1, 6) AS g"
+        )
+        conn.execute("UPDATE email_messages SET status = 'sent'")
+        assert counts(two_runs) == {1: (6, 0, 0)}
+        conn.execute("UPDATE email_messages SET promotion_run_id = NULL WHERE id <= 2")  # out
+        assert counts(two_runs) == {1: (4, 0, 0)}
+        conn.execute("UPDATE email_messages SET promotion_run_id = 2 WHERE id <= 3")  # in, across
+        assert counts(two_runs) == {1: (3, 0, 0), 2: (3, 0, 0)}
+        with conn.transaction():  # rows of no run, then of a run, in one transaction
+            conn.execute("UPDATE email_messages SET attempts = 1 WHERE promotion_run_id IS NULL")
+            conn.execute("UPDATE email_messages SET status = 'failed' WHERE id = 4")
+        assert counts(two_runs) == {1: (2, 0, 0), 2: (3, 0, 0)}
