@@ -97,12 +97,12 @@ async def suppress_refused(session: AsyncSession, refused: Sequence[tuple[str, s
     return done
 
 
-def remove(address: str) -> ReturningDelete[tuple[str]]:
-    return (
-        delete(Suppression)
-        .where(Suppression.address == normalize(address))
-        .returning(Suppression.address)
-    )
+def remove(address: str, reason: SuppressionReason | None = None) -> ReturningDelete[tuple[str]]:
+    """Take ``address`` off the list (only if listed for ``reason``, when given)."""
+    statement = delete(Suppression).where(Suppression.address == normalize(address))
+    if reason is not None:
+        statement = statement.where(Suppression.reason == reason)
+    return statement.returning(Suppression.address)
 
 
 def listing(limit: int | None = None) -> Select[Suppression]:

@@ -17,6 +17,7 @@ links must share one key.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -30,13 +31,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from sqlalchemy import Executable, Update, delete, select, update
+from sqlalchemy import Executable, Update, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from jobs.errors import ConfigError, InvalidEmailAddress, InvalidUnsubscribeToken, UnknownUser
-from jobs.feedback.suppressions import normalize, suppress
-from jobs.models import EmailMessage, EmailStatus, Suppression, SuppressionReason, User
+from jobs.feedback.suppressions import remove, suppress
+from jobs.models import EmailMessage, EmailStatus, SuppressionReason, User
 from jobs.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -178,17 +179,6 @@ def _consequences(user: User, source: str) -> list[Executable]:
     return statements
 
 
-def _lift(user: User) -> Executable | None:
-    """Undo the list's ``unsubscribe`` entry for the user's address (other reasons stay)."""
-    try:
-        address = normalize(user.email)
-    except InvalidEmailAddress:
-        return None
-    return delete(Suppression).where(
-        Suppression.address == address, Suppression.reason == SuppressionReason.UNSUBSCRIBE
-    )
-
-
 def _apply(user: User) -> Unsubscribed:
     since = user.unsubscribed_at
     if since is None:
@@ -266,9 +256,10 @@ def unsubscribe_email(session: Session, email: str) -> Unsubscribed:
 
 
 def _resubscribe(session: Session, user: User) -> None:
+    """Promotions again: the list's ``unsubscribe`` entry goes (other reasons stay)."""
     user.unsubscribed_at = None
-    if (lift := _lift(user)) is not None:
-        session.execute(lift)
+    with contextlib.suppress(InvalidEmailAddress):  # an address the list cannot hold
+        session.execute(remove(user.email, SuppressionReason.UNSUBSCRIBE))
 
 
 def resubscribe_email(session: Session, email: str) -> bool:
